@@ -1,0 +1,198 @@
+#!/usr/bin/env bash
+# Interop test: the official Dapr Python SDK (ActorGrpcHost) against a real callbackstream gateway.
+#
+#   bash interop/run.sh            # from the repo root, after `cargo build`
+#
+# Env: CALLBACKSTREAM_BIN (default target/debug/callbackstream), INTEROP_PYTHON (default
+# python3.11, else python3), INTEROP_LOG_DIR (default: a fresh temp dir), RUST_LOG.
+# Ends with the line `N passed, M failed`; exits non-zero if anything failed.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+INTEROP="$ROOT/interop"
+VENV="$INTEROP/.venv"
+BIN="${CALLBACKSTREAM_BIN:-target/debug/callbackstream}"
+APP_ID=interop
+LOG_DIR="${INTEROP_LOG_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/callbackstream-interop.XXXXXX")}"
+mkdir -p "$LOG_DIR"
+
+passed=0
+failed=0
+GATEWAY_PID=""
+APP_PID=""
+
+record() { # record pass|fail NAME [WHY]
+  if [[ "$1" == pass ]]; then
+    passed=$((passed + 1)); echo "PASS $2"
+  else
+    failed=$((failed + 1)); echo "FAIL $2: ${3:-}"
+  fi
+}
+
+# Stops one process we started: TERM first, KILL if it has not gone within the bound.
+stop_pid() {
+  local pid="$1" i
+  [[ -n "$pid" ]] || return 0
+  kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
+  kill -TERM "$pid" 2>/dev/null || true
+  for ((i = 0; i < 50; i++)); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+}
+
+finish() {
+  local rc=$?
+  trap - EXIT INT TERM
+  set +e
+  stop_pid "$APP_PID"
+  stop_pid "$GATEWAY_PID"
+  # An abort under `set -e` between checks must still show up as a failure.
+  if ((rc != 0 && failed == 0)); then
+    record fail run.sh "aborted with exit status $rc"
+  fi
+  if ((failed > 0)); then
+    for log in "$LOG_DIR"/*.log; do
+      [[ -s "$log" ]] || continue
+      echo "----- last lines of $log -----" >&2
+      tail -n 40 "$log" >&2
+    done
+  fi
+  echo "logs: $LOG_DIR"
+  echo "$passed passed, $failed failed"
+  ((failed == 0)) && exit 0 || exit 1
+}
+trap finish EXIT
+trap 'exit 130' INT TERM
+
+# ---- Python venv with the pinned SDK -----------------------------------------------------
+PYTHON="${INTEROP_PYTHON:-}"
+if [[ -z "$PYTHON" ]]; then
+  if command -v python3.11 >/dev/null; then PYTHON=python3.11; else PYTHON=python3; fi
+fi
+# ActorGrpcHost uses `match`, so anything older than 3.10 cannot even import it.
+"$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 10))' \
+  || { echo "need Python >= 3.10, $PYTHON is $("$PYTHON" --version 2>&1)" >&2; exit 2; }
+
+# Reinstall only when the pins or the interpreter change: keeps a warm run to seconds.
+stamp="$(cat "$INTEROP/requirements.txt" <("$PYTHON" --version 2>&1) | sha256sum | cut -d' ' -f1)"
+if [[ ! -x "$VENV/bin/python" || "$(cat "$VENV/.interop-stamp" 2>/dev/null)" != "$stamp" ]]; then
+  echo "creating $VENV"
+  "$PYTHON" -m venv --clear "$VENV"
+  # --no-deps + pip check: the requirements file is the complete lock set, and any
+  # hole in it fails here rather than being filled by an unpinned resolver choice.
+  timeout 600 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
+    --timeout 60 --retries 2 --no-deps -r "$INTEROP/requirements.txt"
+  "$VENV/bin/python" -m pip check
+  echo "$stamp" >"$VENV/.interop-stamp"
+fi
+PY="$VENV/bin/python"
+"$PY" -c 'from dapr.actor.runtime.grpc_host import ActorGrpcHost'
+
+# ---- gateway -----------------------------------------------------------------------------
+[[ -x "$BIN" ]] || { echo "gateway binary $BIN not found: run cargo build first" >&2; exit 2; }
+PORT="$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+ADDR="127.0.0.1:$PORT"
+
+start_gateway() {
+  # No token: the SDK's actor stream and our checks run unauthenticated (see README).
+  env -u DAPR_API_TOKEN -u DAPR_GRPC_PORT RUST_LOG="${RUST_LOG:-info}" \
+    "$BIN" serve --listen "$ADDR" --app-id "$APP_ID" >>"$LOG_DIR/gateway.log" 2>&1 &
+  GATEWAY_PID=$!
+}
+
+# Bounded wait until the gateway accepts TCP connections; fails fast if it died.
+wait_for_port() {
+  local i
+  for ((i = 0; i < 150; i++)); do
+    kill -0 "$GATEWAY_PID" 2>/dev/null || return 1
+    if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then return 0; fi
+    sleep 0.2
+  done
+  return 1
+}
+
+# ---- app ---------------------------------------------------------------------------------
+start_app() { # start_app LOGNAME
+  # The SDK finds the sidecar the way it would under `dapr run`: DAPR_RUNTIME_HOST/DAPR_GRPC_PORT.
+  env -u DAPR_API_TOKEN -u DAPR_GRPC_ENDPOINT DAPR_RUNTIME_HOST=127.0.0.1 DAPR_GRPC_PORT="$PORT" \
+    PYTHONUNBUFFERED=1 "$PY" "$INTEROP/app.py" >>"$LOG_DIR/$1.log" 2>&1 &
+  APP_PID=$!
+}
+
+# Bounded wait for the app's "registered" line (printed once the gateway acked initial_request).
+wait_for_app() { # wait_for_app LOGNAME
+  local i
+  for ((i = 0; i < 125; i++)); do
+    grep -q "^APP READY pid=$APP_PID\$" "$LOG_DIR/$1.log" 2>/dev/null && return 0
+    kill -0 "$APP_PID" 2>/dev/null || return 1
+    sleep 0.2
+  done
+  return 1
+}
+
+# Runs caller.py checks and folds its PASS/FAIL lines into our counts.
+run_caller() { # run_caller ARGS...
+  local out rc=0 line
+  out="$(timeout 120 "$PY" "$INTEROP/caller.py" --addr "$ADDR" --app-id "$APP_ID" "$@" \
+    2>>"$LOG_DIR/caller.log")" || rc=$?
+  while IFS= read -r line; do
+    case "$line" in
+      "PASS "*) passed=$((passed + 1)); echo "$line" ;;
+      "FAIL "*) failed=$((failed + 1)); echo "$line" ;;
+    esac
+  done <<<"$out"
+  if ((rc != 0)) && ! grep -q '^FAIL ' <<<"$out"; then
+    record fail "caller $*" "exited with status $rc without reporting a check"
+  fi
+}
+
+echo "gateway: $BIN serve --listen $ADDR --app-id $APP_ID (logs in $LOG_DIR)"
+start_gateway
+if wait_for_port; then record pass gateway-listens; else record fail gateway-listens "no listener on $ADDR"; exit 1; fi
+
+# 1. A fresh app registers and serves every kind of reply the SDK produces.
+start_app app
+if wait_for_app app; then record pass app-registers; else record fail app-registers "app never acknowledged (see app.log)"; exit 1; fi
+run_caller --app-pid "$APP_PID" registration invoke concurrent unknown-method app-error
+
+# 2. The app dies without a goodbye (SIGKILL: the kernel closes its socket, as in a crash);
+#    the gateway must notice, then route to the restarted app.
+kill -KILL "$APP_PID"
+wait "$APP_PID" 2>/dev/null || true
+APP_PID=""
+run_caller app-down
+start_app app-restarted
+if wait_for_app app-restarted; then record pass app-restart-registers; else record fail app-restart-registers "restarted app never acknowledged"; fi
+run_caller --app-pid "$APP_PID" --label '/app-restarted' reconnect
+
+# 3. The gateway restarts under a live app: SIGTERM must end the stream with a status the
+#    SDK treats as transient (not CANCELLED), so the *same* app process reconnects by itself.
+kill -TERM "$GATEWAY_PID"
+gateway_rc=""
+for ((i = 0; i < 100; i++)); do
+  if ! kill -0 "$GATEWAY_PID" 2>/dev/null; then
+    gateway_rc=0; wait "$GATEWAY_PID" || gateway_rc=$?; break
+  fi
+  sleep 0.1
+done
+if [[ "$gateway_rc" == 0 ]]; then
+  record pass gateway-sigterm-exits-0
+elif [[ -n "$gateway_rc" ]]; then
+  record fail gateway-sigterm-exits-0 "exit status $gateway_rc"
+else
+  record fail gateway-sigterm-exits-0 "still running 10s after SIGTERM"
+  stop_pid "$GATEWAY_PID"
+fi
+GATEWAY_PID=""
+start_gateway
+if wait_for_port; then record pass gateway-relistens; else record fail gateway-relistens "no listener on $ADDR after restart"; exit 1; fi
+run_caller --app-pid "$APP_PID" --label '/gateway-restarted' reconnect
+if kill -0 "$APP_PID" 2>/dev/null; then
+  record pass app-survives-gateway-restart
+else
+  record fail app-survives-gateway-restart "the SDK host stopped for good (see app-restarted.log)"
+fi

@@ -1,0 +1,472 @@
+//! One registered app stream, as an actor: `ConnectionActor` owns the stream's
+//! bounded outbox and the table of requests waiting for the app's reply.
+//!
+//! Nobody else touches that state: the manager hands it requests (`Dispatch`),
+//! the stream reader hands it the app's messages (`Deliver`), a caller that
+//! gives up says so (`Forget`), and the manager ends it (`Stop`). Because one
+//! actor serialises all four, "a reply finds its caller" needs no locks.
+//!
+//! A request's life here: `Dispatch` stamps a fresh id, parks a oneshot sender
+//! under that id and puts the message in the outbox (or, when the outbox is
+//! full, in a FIFO of messages waiting for room). `Deliver` removes the entry
+//! whose id the reply echoes and completes the oneshot. The caller holds the
+//! receiving half as a [`PendingReply`].
+
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
+use std::time::Duration;
+
+use actix::WeakAddr;
+use actix::prelude::*;
+use log::{debug, warn};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::{Instant, Sleep};
+
+use crate::error::Error;
+use crate::proto::subscribe_actor_events_request_alpha1::RequestType;
+use crate::proto::subscribe_actor_events_response_alpha1::ResponseType;
+use crate::proto::{SubscribeActorEventsRequestAlpha1, SubscribeActorEventsResponseAlpha1};
+
+/// A message the sidecar sends down an app stream.
+pub type Outgoing = SubscribeActorEventsResponseAlpha1;
+
+/// What the app answered to one request: any `request_type` but `initial_request`.
+pub type Reply = RequestType;
+
+/// Identifies one registration; ids grow with registration order, so "newest"
+/// is simply "largest".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ConnectionId(pub u64);
+
+impl std::fmt::Display for ConnectionId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "conn-{}", self.0)
+    }
+}
+
+/// Per-connection limits, the same for every connection of a manager.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionOptions {
+    /// Messages the outbox holds before senders wait (SPEC R11).
+    pub outbox_capacity: usize,
+    /// Requests (sent or waiting for room) one connection may hold unanswered.
+    pub max_pending: usize,
+}
+
+impl Default for ConnectionOptions {
+    fn default() -> Self {
+        ConnectionOptions {
+            outbox_capacity: 128,
+            max_pending: 16_384,
+        }
+    }
+}
+
+/// The actor behind one app stream. Created by the manager on `Register`.
+pub struct ConnectionActor {
+    id: ConnectionId,
+    options: ConnectionOptions,
+    /// The only long-lived sender of the outbox: when this actor stops the
+    /// outbox closes, and that is what ends the stream's writer.
+    outbox: mpsc::Sender<Outgoing>,
+    /// The last request id issued; ids are `1..=last_id`, never reused, so an
+    /// id at or below it that is not pending is a late reply, anything else a
+    /// stranger.
+    last_id: u64,
+    pending: HashMap<u64, Waiter>,
+    /// Ids whose message is still waiting for outbox room, oldest first.
+    /// Invariant: every id here has a `pending` entry holding its message.
+    queued: VecDeque<u64>,
+    /// Whether a future waiting for outbox room is running (at most one).
+    awaiting_room: bool,
+}
+
+struct Waiter {
+    reply: oneshot::Sender<Result<Reply, Error>>,
+    /// The message, while it waits for outbox room.
+    unsent: Option<Outgoing>,
+}
+
+impl ConnectionActor {
+    pub(crate) fn new(
+        id: ConnectionId,
+        options: ConnectionOptions,
+    ) -> (Self, mpsc::Receiver<Outgoing>) {
+        let (outbox, rx) = mpsc::channel(options.outbox_capacity.max(1));
+        let actor = ConnectionActor {
+            id,
+            options,
+            outbox,
+            last_id: 0,
+            pending: HashMap::new(),
+            queued: VecDeque::new(),
+            awaiting_room: false,
+        };
+        (actor, rx)
+    }
+
+    /// Puts `msg` in the outbox, or returns it when it has to wait for room.
+    /// Messages never overtake each other: once one waits, all later ones do.
+    fn offer(&mut self, msg: Outgoing) -> Result<Option<Outgoing>, Error> {
+        if !self.queued.is_empty() {
+            return Ok(Some(msg));
+        }
+        match self.outbox.try_send(msg) {
+            Ok(()) => Ok(None),
+            Err(mpsc::error::TrySendError::Full(msg)) => Ok(Some(msg)),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(Error::disconnected()),
+        }
+    }
+
+    /// Starts (at most one) future that waits for outbox room, then moves the
+    /// oldest waiting messages into the outbox.
+    fn await_room(&mut self, ctx: &mut Context<Self>) {
+        if self.awaiting_room {
+            return;
+        }
+        self.awaiting_room = true;
+        let outbox = self.outbox.clone();
+        ctx.spawn(outbox.reserve_owned().into_actor(self).map(|permit, act, ctx| {
+            act.awaiting_room = false;
+            // A closed outbox means the stream writer is gone; the stream
+            // handler is about to Close us, which fails the waiters.
+            if let Ok(permit) = permit {
+                act.flush_queued(permit, ctx);
+            }
+        }));
+    }
+
+    fn flush_queued(&mut self, permit: mpsc::OwnedPermit<Outgoing>, ctx: &mut Context<Self>) {
+        let mut permit = Some(permit);
+        while let Some(&id) = self.queued.front() {
+            let msg = self
+                .pending
+                .get_mut(&id)
+                .and_then(|w| w.unsent.take())
+                .expect("queued ids have a pending entry holding their message");
+            let sent = match permit.take() {
+                Some(p) => {
+                    p.send(msg);
+                    Ok(())
+                }
+                None => self.outbox.try_send(msg),
+            };
+            match sent {
+                Ok(()) => {
+                    self.queued.pop_front();
+                }
+                Err(mpsc::error::TrySendError::Full(msg)) => {
+                    self.pending.get_mut(&id).expect("checked above").unsent = Some(msg);
+                    self.await_room(ctx);
+                    return;
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => return,
+            }
+        }
+    }
+
+    fn fail_all(&mut self, cause: &Arc<str>) {
+        self.queued.clear();
+        for (_, w) in self.pending.drain() {
+            let _ = w.reply.send(Err(Error::Disconnected {
+                cause: cause.clone(),
+            }));
+        }
+    }
+
+    /// Whether `id` is one we issued and is no longer waiting: a reply that
+    /// comes after its caller gave up (or a duplicate), which is expected and
+    /// not worth a warning.
+    fn was_issued(&self, id: &str) -> bool {
+        parse_id(id).is_some_and(|n| n <= self.last_id)
+    }
+}
+
+impl Actor for ConnectionActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        // Deliver and Dispatch arrive from many callers at once; a roomier
+        // mailbox means fewer of them park on it.
+        ctx.set_mailbox_capacity(1024);
+        debug!("{}: registered", self.id);
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        // Normally `Stop` already failed everything; this covers an actor
+        // stopped any other way, so no caller waits for a reply that cannot come.
+        self.fail_all(&Arc::from(crate::error::DISCONNECTED));
+        debug!("{}: closed", self.id);
+    }
+}
+
+/// Hand a request to this connection: stamp an id on it, park a reply slot
+/// and queue it for the app.
+#[derive(Message)]
+#[rtype(result = "Result<PendingReply, Error>")]
+pub(crate) struct Dispatch {
+    pub request: ResponseType,
+    pub deadline: Option<Instant>,
+}
+
+impl Handler<Dispatch> for ConnectionActor {
+    type Result = Result<PendingReply, Error>;
+
+    fn handle(&mut self, msg: Dispatch, ctx: &mut Self::Context) -> Self::Result {
+        if self.pending.len() >= self.options.max_pending {
+            return Err(Error::TooManyPending {
+                limit: self.options.max_pending,
+            });
+        }
+        let mut request = msg.request;
+        let id = self.last_id + 1;
+        stamp_id(&mut request, id.to_string())?;
+        let unsent = self.offer(Outgoing {
+            response_type: Some(request),
+        })?;
+        self.last_id = id;
+        let (tx, rx) = oneshot::channel();
+        if unsent.is_some() {
+            self.queued.push_back(id);
+            self.await_room(ctx);
+        }
+        self.pending.insert(id, Waiter { reply: tx, unsent });
+        Ok(PendingReply::new(id, rx, msg.deadline, ctx.address().downgrade()))
+    }
+}
+
+/// A message the app sent on its stream, after the handshake.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Deliver(pub SubscribeActorEventsRequestAlpha1);
+
+impl Handler<Deliver> for ConnectionActor {
+    type Result = ();
+
+    fn handle(&mut self, Deliver(msg): Deliver, _: &mut Self::Context) {
+        let Some(reply) = msg.request_type else {
+            warn!("{}: dropped a message with no request_type", self.id);
+            return;
+        };
+        let Some(id) = reply_id(&reply) else {
+            warn!("{}: dropped a repeated initial_request", self.id);
+            return;
+        };
+        // Only a request that actually went out can be answered; an id that
+        // is still waiting for outbox room was guessed, not echoed.
+        let waiter = parse_id(id).and_then(|n| match self.pending.get(&n) {
+            Some(w) if w.unsent.is_none() => self.pending.remove(&n),
+            _ => None,
+        });
+        match waiter {
+            Some(w) => {
+                // The caller may have just given up; then nobody needs the reply.
+                let _ = w.reply.send(Ok(reply));
+            }
+            None if self.was_issued(id) => {
+                debug!("{}: dropped a late reply for id {id:?}", self.id)
+            }
+            None => warn!("{}: dropped a reply with unknown id {id:?}", self.id),
+        }
+    }
+}
+
+/// A caller gave up on request `id` (its future was dropped or its deadline
+/// passed): forget it, so no entry outlives its caller (SPEC R10).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Forget {
+    pub id: u64,
+}
+
+impl Handler<Forget> for ConnectionActor {
+    type Result = ();
+
+    fn handle(&mut self, Forget { id }: Forget, _: &mut Self::Context) {
+        if let Some(w) = self.pending.remove(&id) {
+            if w.unsent.is_some() {
+                self.queued.retain(|&q| q != id);
+            }
+        }
+    }
+}
+
+/// End this connection: fail everything pending with `cause` and stop.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Stop {
+    pub cause: Arc<str>,
+}
+
+impl Handler<Stop> for ConnectionActor {
+    type Result = ();
+
+    fn handle(&mut self, Stop { cause }: Stop, ctx: &mut Self::Context) {
+        self.fail_all(&cause);
+        ctx.stop();
+    }
+}
+
+/// How much a connection holds right now, for tests and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ConnectionStats {
+    /// Requests waiting for a reply, including those waiting for outbox room.
+    pub pending: usize,
+    /// Of those, how many wait for outbox room.
+    pub queued: usize,
+}
+
+/// Ask a connection how much it holds.
+#[derive(Message)]
+#[rtype(result = "ConnectionStats")]
+pub struct Stats;
+
+impl Handler<Stats> for ConnectionActor {
+    type Result = MessageResult<Stats>;
+
+    fn handle(&mut self, _: Stats, _: &mut Self::Context) -> Self::Result {
+        MessageResult(ConnectionStats {
+            pending: self.pending.len(),
+            queued: self.queued.len(),
+        })
+    }
+}
+
+/// The caller's side of one request: resolves to the app's reply, to
+/// `Disconnected` when the connection closes first, or to `DeadlineExceeded`.
+///
+/// Dropping it before it resolves tells the connection to forget the request,
+/// so a caller that gives up leaves nothing behind.
+pub struct PendingReply {
+    id: u64,
+    rx: oneshot::Receiver<Result<Reply, Error>>,
+    deadline: Option<Instant>,
+    /// Created on first poll, on the caller's runtime rather than the actor's.
+    timer: Option<Pin<Box<Sleep>>>,
+    /// `Some` until the request is settled; then dropping is a no-op.
+    connection: Option<WeakAddr<ConnectionActor>>,
+}
+
+impl PendingReply {
+    fn new(
+        id: u64,
+        rx: oneshot::Receiver<Result<Reply, Error>>,
+        deadline: Option<Instant>,
+        connection: WeakAddr<ConnectionActor>,
+    ) -> Self {
+        PendingReply {
+            id,
+            rx,
+            deadline,
+            timer: None,
+            connection: Some(connection),
+        }
+    }
+
+    /// The id stamped on the request, as the app sees it.
+    pub fn id(&self) -> String {
+        self.id.to_string()
+    }
+
+    fn forget(&mut self) {
+        if let Some(addr) = self.connection.take().and_then(|w| w.upgrade()) {
+            // One message per abandoned request, and only while the
+            // connection lives: bounded by the callers, so do_send is fine.
+            addr.do_send(Forget { id: self.id });
+        }
+    }
+}
+
+impl Future for PendingReply {
+    type Output = Result<Reply, Error>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        if let Poll::Ready(res) = Pin::new(&mut this.rx).poll(cx) {
+            this.connection = None;
+            // The sender only vanishes without a word if the actor was torn
+            // down with its whole system.
+            return Poll::Ready(res.unwrap_or_else(|_| Err(Error::disconnected())));
+        }
+        if let Some(deadline) = this.deadline {
+            let timer = this
+                .timer
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+            if timer.as_mut().poll(cx).is_ready() {
+                this.forget();
+                return Poll::Ready(Err(Error::DeadlineExceeded));
+            }
+        }
+        Poll::Pending
+    }
+}
+
+impl Drop for PendingReply {
+    fn drop(&mut self) {
+        self.forget();
+    }
+}
+
+impl std::fmt::Debug for PendingReply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingReply").field("id", &self.id).finish()
+    }
+}
+
+/// A deadline `timeout` from now, saturating instead of overflowing.
+pub(crate) fn deadline_in(timeout: Duration) -> Instant {
+    Instant::now()
+        .checked_add(timeout)
+        .unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400 * 365))
+}
+
+fn stamp_id(request: &mut ResponseType, id: String) -> Result<(), Error> {
+    let slot = match request {
+        ResponseType::InvokeRequest(r) => &mut r.id,
+        ResponseType::ReminderRequest(r) => &mut r.id,
+        ResponseType::TimerRequest(r) => &mut r.id,
+        ResponseType::DeactivateRequest(r) => &mut r.id,
+        ResponseType::InitialResponse(_) => {
+            return Err(Error::Protocol(
+                "initial_response is the handshake, not a request".into(),
+            ));
+        }
+    };
+    *slot = id;
+    Ok(())
+}
+
+fn reply_id(reply: &Reply) -> Option<&str> {
+    match reply {
+        RequestType::InitialRequest(_) => None,
+        RequestType::InvokeResponse(r) => Some(&r.id),
+        RequestType::ReminderResponse(r) | RequestType::TimerResponse(r) => Some(&r.id),
+        RequestType::DeactivateResponse(r) => Some(&r.id),
+        RequestType::RequestFailed(r) => Some(&r.id),
+    }
+}
+
+/// Our ids are canonical decimals; anything else ("007", "+7", " 7") cannot
+/// be one we issued, so it is rejected rather than normalised.
+fn parse_id(id: &str) -> Option<u64> {
+    let canonical = !id.is_empty()
+        && id.bytes().all(|b| b.is_ascii_digit())
+        && (id == "0" || !id.starts_with('0'));
+    if canonical { id.parse().ok() } else { None }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_id;
+
+    #[test]
+    fn only_canonical_decimal_ids_parse() {
+        assert_eq!(parse_id("17"), Some(17));
+        for bad in ["", "017", "+17", " 17", "17 ", "1e3", "18446744073709551616"] {
+            assert_eq!(parse_id(bad), None, "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,316 @@
+//! The registry of live app streams, as an actor: `ManagerActor` decides which
+//! connection serves each request.
+//!
+//! Its state (the live connections in registration order, and an index from
+//! actor type to the connections that host it) is private; the rest of the
+//! system talks to it with `Register`, `Close`, `Send` and a few questions.
+//! Being one actor, it sees registrations, closes and sends in one order, which
+//! is what makes "Register returns only once sends can see it" (SPEC R8) and
+//! "newest live connection wins" (R2, R3) simple to keep.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use log::info;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::config::RegistrationConfig;
+use crate::connection::{
+    ConnectionActor, ConnectionId, ConnectionOptions, ConnectionStats, Deliver, Dispatch,
+    Outgoing, PendingReply, Stats, Stop, deadline_in,
+};
+use crate::error::{DISCONNECTED, Error};
+use crate::proto::SubscribeActorEventsRequestAlpha1;
+use crate::proto::subscribe_actor_events_response_alpha1::ResponseType;
+
+/// Owns the set of live connections. Start one per gateway, in an actix system.
+pub struct ManagerActor {
+    options: ConnectionOptions,
+    next_id: u64,
+    /// Live connections; `ConnectionId`s grow, so the last entry is the newest.
+    live: BTreeMap<ConnectionId, Entry>,
+    /// Actor type -> the live connections whose registration lists it.
+    /// Invariant: holds exactly the ids in `live`, under each type they list.
+    by_type: HashMap<String, BTreeSet<ConnectionId>>,
+}
+
+struct Entry {
+    addr: Addr<ConnectionActor>,
+    config: Arc<RegistrationConfig>,
+}
+
+impl ManagerActor {
+    pub fn new(options: ConnectionOptions) -> Self {
+        ManagerActor {
+            options,
+            next_id: 0,
+            live: BTreeMap::new(),
+            by_type: HashMap::new(),
+        }
+    }
+
+    /// The connection a request goes to (SPEC R2, R13): the newest that lists
+    /// `actor_type`, else the newest of all.
+    fn route(&self, actor_type: Option<&str>) -> Option<&Entry> {
+        actor_type
+            .and_then(|t| self.by_type.get(t))
+            .and_then(|ids| ids.last())
+            .and_then(|id| self.live.get(id))
+            .or_else(|| self.live.values().next_back())
+    }
+}
+
+impl Default for ManagerActor {
+    fn default() -> Self {
+        ManagerActor::new(ConnectionOptions::default())
+    }
+}
+
+impl Actor for ManagerActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        // Every request passes through here; let bursts queue instead of park.
+        ctx.set_mailbox_capacity(4096);
+    }
+}
+
+/// Add a connection for an app that completed its handshake. Answers once the
+/// connection is visible to `Send`.
+#[derive(Message)]
+#[rtype(result = "Connection")]
+pub struct Register {
+    pub config: RegistrationConfig,
+}
+
+/// The stream handler's side of a registered connection.
+#[derive(Debug)]
+pub struct Connection {
+    pub id: ConnectionId,
+    pub inbound: Inbound,
+    /// What to write to the app's stream. Ends when the connection closes.
+    pub outbox: mpsc::Receiver<Outgoing>,
+}
+
+impl Handler<Register> for ManagerActor {
+    type Result = MessageResult<Register>;
+
+    fn handle(&mut self, msg: Register, _: &mut Self::Context) -> Self::Result {
+        self.next_id += 1;
+        let id = ConnectionId(self.next_id);
+        let (actor, outbox) = ConnectionActor::new(id, self.options);
+        let addr = actor.start();
+        let config = Arc::new(msg.config);
+        for t in &config.actor_types {
+            self.by_type.entry(t.clone()).or_default().insert(id);
+        }
+        info!("{id}: registered, hosting {:?}", config.actor_types);
+        self.live.insert(
+            id,
+            Entry {
+                addr: addr.clone(),
+                config,
+            },
+        );
+        MessageResult(Connection {
+            id,
+            inbound: Inbound(addr),
+            outbox,
+        })
+    }
+}
+
+/// Remove a connection and fail what it still owes (SPEC R5). Closing an
+/// unknown or already closed connection does nothing (R8).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Close {
+    pub id: ConnectionId,
+    /// Told to callers still waiting on it; defaults to [`DISCONNECTED`].
+    pub cause: Option<String>,
+}
+
+impl Handler<Close> for ManagerActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Close, _: &mut Self::Context) {
+        let Some(entry) = self.live.remove(&msg.id) else {
+            return;
+        };
+        for t in &entry.config.actor_types {
+            if let Some(ids) = self.by_type.get_mut(t) {
+                ids.remove(&msg.id);
+                if ids.is_empty() {
+                    self.by_type.remove(t);
+                }
+            }
+        }
+        let cause = Arc::from(msg.cause.as_deref().unwrap_or(DISCONNECTED));
+        info!("{}: closed ({cause})", msg.id);
+        entry.addr.do_send(Stop { cause });
+    }
+}
+
+/// Close every connection, e.g. at shutdown.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct CloseAll {
+    pub cause: String,
+}
+
+impl Handler<CloseAll> for ManagerActor {
+    type Result = usize;
+
+    fn handle(&mut self, msg: CloseAll, ctx: &mut Self::Context) -> usize {
+        let ids: Vec<_> = self.live.keys().copied().collect();
+        for id in &ids {
+            let cause = Some(msg.cause.clone());
+            <Self as Handler<Close>>::handle(self, Close { id: *id, cause }, ctx);
+        }
+        ids.len()
+    }
+}
+
+/// Send one request to an app and get a [`PendingReply`] for its answer.
+///
+/// The manager stamps nothing itself: the chosen connection stamps the id.
+/// Fails at once with `NoConnection` when no app is registered (SPEC R1).
+#[derive(Debug)]
+pub struct Send {
+    request: ResponseType,
+    actor_type: Option<String>,
+    deadline: Option<Instant>,
+}
+
+impl Send {
+    /// A raw send of `request` (any variant but `initial_response`) to the
+    /// newest live connection; its `id` field is overwritten.
+    pub fn new(request: ResponseType) -> Self {
+        Send {
+            request,
+            actor_type: None,
+            deadline: None,
+        }
+    }
+
+    /// Route to the newest connection that hosts `actor_type` (SPEC R13).
+    pub fn for_type(mut self, actor_type: impl Into<String>) -> Self {
+        self.actor_type = Some(actor_type.into());
+        self
+    }
+
+    /// Give up (waiting for outbox room or for the reply) at `deadline`.
+    pub fn deadline(mut self, deadline: Instant) -> Self {
+        self.deadline = Some(deadline);
+        self
+    }
+
+    /// Give up `timeout` from now.
+    pub fn timeout(self, timeout: Duration) -> Self {
+        self.deadline(deadline_in(timeout))
+    }
+}
+
+impl Message for Send {
+    type Result = Result<PendingReply, Error>;
+}
+
+impl Handler<Send> for ManagerActor {
+    type Result = ResponseFuture<Result<PendingReply, Error>>;
+
+    fn handle(&mut self, msg: Send, _: &mut Self::Context) -> Self::Result {
+        let route = self
+            .route(msg.actor_type.as_deref())
+            .map(|e| e.addr.clone());
+        let dispatch = Dispatch {
+            request: msg.request,
+            deadline: msg.deadline,
+        };
+        Box::pin(async move {
+            let addr = route.ok_or(Error::NoConnection)?;
+            // A connection that stopped between routing and dispatch is one
+            // that closed under the caller.
+            addr.send(dispatch)
+                .await
+                .unwrap_or_else(|_| Err(Error::disconnected()))
+        })
+    }
+}
+
+/// The registration of the newest live connection, if any (SPEC R2).
+#[derive(Message)]
+#[rtype(result = "Option<Arc<RegistrationConfig>>")]
+pub struct CurrentConfig;
+
+impl Handler<CurrentConfig> for ManagerActor {
+    type Result = Option<Arc<RegistrationConfig>>;
+
+    fn handle(&mut self, _: CurrentConfig, _: &mut Self::Context) -> Self::Result {
+        self.live.values().next_back().map(|e| e.config.clone())
+    }
+}
+
+/// Whether any connection is live.
+#[derive(Message)]
+#[rtype(result = "bool")]
+pub struct IsConnected;
+
+impl Handler<IsConnected> for ManagerActor {
+    type Result = bool;
+
+    fn handle(&mut self, _: IsConnected, _: &mut Self::Context) -> bool {
+        !self.live.is_empty()
+    }
+}
+
+/// A summary of the registry, for metadata and tests.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RegistryView {
+    /// Live connections, oldest first.
+    pub connections: Vec<ConnectionId>,
+    /// Every actor type some live connection hosts, sorted, no repeats.
+    pub actor_types: Vec<String>,
+}
+
+/// Ask for a [`RegistryView`].
+#[derive(Message)]
+#[rtype(result = "RegistryView")]
+pub struct Describe;
+
+impl Handler<Describe> for ManagerActor {
+    type Result = MessageResult<Describe>;
+
+    fn handle(&mut self, _: Describe, _: &mut Self::Context) -> Self::Result {
+        let mut actor_types: Vec<String> = self.by_type.keys().cloned().collect();
+        actor_types.sort();
+        MessageResult(RegistryView {
+            connections: self.live.keys().copied().collect(),
+            actor_types,
+        })
+    }
+}
+
+/// Hands the app's messages to its connection. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Inbound(Addr<ConnectionActor>);
+
+impl Inbound {
+    /// Deliver one message from the app. Waits only when the connection's
+    /// mailbox is full, which slows the reader instead of growing a queue.
+    pub async fn deliver(&self, msg: SubscribeActorEventsRequestAlpha1) -> Result<(), Error> {
+        match self.0.try_send(Deliver(msg)) {
+            Ok(()) => Ok(()),
+            Err(SendError::Full(msg)) => self.0.send(msg).await.map_err(|_| Error::disconnected()),
+            Err(SendError::Closed(_)) => Err(Error::disconnected()),
+        }
+    }
+
+    /// How much the connection holds right now.
+    pub async fn stats(&self) -> ConnectionStats {
+        // A stopped connection holds nothing.
+        self.0.send(Stats).await.unwrap_or_default()
+    }
+}
