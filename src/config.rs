@@ -126,7 +126,9 @@ fn settings(
     reentrancy: Option<proto::ActorReentrancyConfig>,
 ) -> Result<ActorSettings, Error> {
     Ok(ActorSettings {
-        idle_timeout: idle.map(|d| duration("actor_idle_timeout", d)).transpose()?,
+        idle_timeout: idle
+            .map(|d| duration("actor_idle_timeout", d))
+            .transpose()?,
         drain_ongoing_call_timeout: drain
             .map(|d| duration("drain_ongoing_call_timeout", d))
             .transpose()?,
@@ -141,8 +143,7 @@ fn settings(
 /// A protobuf Duration as a `std` one; negative or malformed durations are the
 /// app's mistake and are refused rather than clamped, so it hears about them.
 fn duration(field: &str, d: prost_types::Duration) -> Result<Duration, Error> {
-    Duration::try_from(d)
-        .map_err(|e| Error::InvalidRegistration(format!("{field}: {e}")))
+    Duration::try_from(d).map_err(|e| Error::InvalidRegistration(format!("{field}: {e}")))
 }
 
 fn check_type_name(t: String) -> Result<String, Error> {

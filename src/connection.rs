@@ -129,14 +129,19 @@ impl ConnectionActor {
         }
         self.awaiting_room = true;
         let outbox = self.outbox.clone();
-        ctx.spawn(outbox.reserve_owned().into_actor(self).map(|permit, act, ctx| {
-            act.awaiting_room = false;
-            // A closed outbox means the stream writer is gone; the stream
-            // handler is about to Close us, which fails the waiters.
-            if let Ok(permit) = permit {
-                act.flush_queued(permit, ctx);
-            }
-        }));
+        ctx.spawn(
+            outbox
+                .reserve_owned()
+                .into_actor(self)
+                .map(|permit, act, ctx| {
+                    act.awaiting_room = false;
+                    // A closed outbox means the stream writer is gone; the stream
+                    // handler is about to Close us, which fails the waiters.
+                    if let Ok(permit) = permit {
+                        act.flush_queued(permit, ctx);
+                    }
+                }),
+        );
     }
 
     fn flush_queued(&mut self, permit: mpsc::OwnedPermit<Outgoing>, ctx: &mut Context<Self>) {
@@ -234,7 +239,12 @@ impl Handler<Dispatch> for ConnectionActor {
             self.await_room(ctx);
         }
         self.pending.insert(id, Waiter { reply: tx, unsent });
-        Ok(PendingReply::new(id, rx, msg.deadline, ctx.address().downgrade()))
+        Ok(PendingReply::new(
+            id,
+            rx,
+            msg.deadline,
+            ctx.address().downgrade(),
+        ))
     }
 }
 
@@ -286,10 +296,10 @@ impl Handler<Forget> for ConnectionActor {
     type Result = ();
 
     fn handle(&mut self, Forget { id }: Forget, _: &mut Self::Context) {
-        if let Some(w) = self.pending.remove(&id) {
-            if w.unsent.is_some() {
-                self.queued.retain(|&q| q != id);
-            }
+        if let Some(w) = self.pending.remove(&id)
+            && w.unsent.is_some()
+        {
+            self.queued.retain(|&q| q != id);
         }
     }
 }
@@ -412,7 +422,9 @@ impl Drop for PendingReply {
 
 impl std::fmt::Debug for PendingReply {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PendingReply").field("id", &self.id).finish()
+        f.debug_struct("PendingReply")
+            .field("id", &self.id)
+            .finish()
     }
 }
 
@@ -465,7 +477,15 @@ mod tests {
     #[test]
     fn only_canonical_decimal_ids_parse() {
         assert_eq!(parse_id("17"), Some(17));
-        for bad in ["", "017", "+17", " 17", "17 ", "1e3", "18446744073709551616"] {
+        for bad in [
+            "",
+            "017",
+            "+17",
+            " 17",
+            "17 ",
+            "1e3",
+            "18446744073709551616",
+        ] {
             assert_eq!(parse_id(bad), None, "{bad:?}");
         }
     }

@@ -19,8 +19,8 @@ use tokio::time::Instant;
 
 use crate::config::RegistrationConfig;
 use crate::connection::{
-    ConnectionActor, ConnectionId, ConnectionOptions, ConnectionStats, Deliver, Dispatch,
-    Outgoing, PendingReply, Stats, Stop, deadline_in,
+    ConnectionActor, ConnectionId, ConnectionOptions, ConnectionStats, Deliver, Dispatch, Outgoing,
+    PendingReply, Stats, Stop, deadline_in,
 };
 use crate::error::{DISCONNECTED, Error};
 use crate::proto::SubscribeActorEventsRequestAlpha1;

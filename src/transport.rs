@@ -138,7 +138,11 @@ impl Transport {
     ) -> Result<(), Error> {
         let actor_type = request.actor_type.clone();
         let reply = self
-            .typed(actor_type, ResponseType::DeactivateRequest(request), deadline)
+            .typed(
+                actor_type,
+                ResponseType::DeactivateRequest(request),
+                deadline,
+            )
             .await?;
         match reply {
             RequestType::DeactivateResponse(_) => Ok(()),
@@ -173,16 +177,15 @@ fn outcome(cancel: bool) -> FireOutcome {
 fn app_failure_or_mismatch(reply: Reply, expected: &str) -> Error {
     match reply {
         RequestType::RequestFailed(SubscribeActorEventsRequestFailedAlpha1 {
-            code, message, ..
+            code,
+            message,
+            ..
         }) => Error::AppFailed {
             code,
             message,
             permanent: code == NOT_FOUND,
         },
-        other => Error::Protocol(format!(
-            "expected {expected}, got {}",
-            variant_name(&other)
-        )),
+        other => Error::Protocol(format!("expected {expected}, got {}", variant_name(&other))),
     }
 }
 
