@@ -10,11 +10,16 @@
 //!
 //! See docs/architecture.md for how a request travels through them.
 
+pub mod apphost;
 pub mod config;
 pub mod connection;
 pub mod error;
+pub mod gateway;
+pub mod load;
 pub mod manager;
 pub mod proto;
+pub mod runtime;
+pub mod service;
 pub mod transport;
 
 pub use config::RegistrationConfig;

@@ -1,1 +1,56 @@
-fn main() {}
+//! `callbackstream`: run the gateway, call an actor through it, or see it work.
+
+mod cli;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "Dapr actor callback-stream gateway (SubscribeActorEventsAlpha1)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway until SIGINT/SIGTERM.
+    Serve(cli::serve::ServeArgs),
+    /// Call an actor method through a running gateway and print the reply.
+    Invoke(cli::invoke::InvokeArgs),
+    /// Run a gateway, an echo app and a short load in one process.
+    Demo(cli::demo::DemoArgs),
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(args) => cli::serve::run(args).await,
+            Command::Invoke(args) => cli::invoke::run(args).await,
+            Command::Demo(args) => cli::demo::run(args).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,96 @@
+//! `callbackstream serve`: the gateway as a process.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use callbackstream::connection::ConnectionOptions;
+use callbackstream::gateway::{self, GatewaySettings, TlsFiles};
+use callbackstream::runtime::ActorRuntime;
+use clap::Args;
+use log::info;
+use tokio::net::TcpListener;
+
+use super::{CliResult, duration};
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:$DAPR_GRPC_PORT, else 127.0.0.1:50001]
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// The app id GetMetadata reports.
+    #[arg(long, default_value = "callbackstream")]
+    app_id: String,
+    /// Messages each app stream's outbox holds before senders wait.
+    #[arg(long, default_value_t = 128)]
+    outbox: usize,
+    /// Unanswered requests one app stream may hold.
+    #[arg(long, default_value_t = 16_384)]
+    max_pending: usize,
+    /// Largest gRPC message accepted or sent.
+    #[arg(long, default_value_t = 4 * 1024 * 1024)]
+    max_message_bytes: usize,
+    /// HTTP/2 keepalive ping interval.
+    #[arg(long, default_value = "10s", value_parser = duration)]
+    keepalive_interval: Duration,
+    /// How long a keepalive ping may go unanswered before the peer is dead.
+    #[arg(long, default_value = "5s", value_parser = duration)]
+    keepalive_timeout: Duration,
+    /// How long shutdown waits for connections to drain.
+    #[arg(long, default_value = "5s", value_parser = duration)]
+    shutdown_grace: Duration,
+    /// TLS certificate chain (PEM); needs --tls-key.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM); needs --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Token every RPC but health must carry as `dapr-api-token`.
+    #[arg(long, env = "DAPR_API_TOKEN", hide_env_values = true)]
+    api_token: Option<String>,
+}
+
+pub async fn run(args: ServeArgs) -> CliResult {
+    let listen = args.listen.unwrap_or_else(default_listen);
+    let listener = TcpListener::bind(listen).await?;
+    let actors = ActorRuntime::start(ConnectionOptions {
+        outbox_capacity: args.outbox,
+        max_pending: args.max_pending,
+    })?;
+    let settings = GatewaySettings {
+        app_id: args.app_id,
+        max_message_bytes: args.max_message_bytes,
+        keepalive_interval: args.keepalive_interval,
+        keepalive_timeout: args.keepalive_timeout,
+        api_token: args.api_token,
+        tls: args
+            .tls_cert
+            .zip(args.tls_key)
+            .map(|(cert, key)| TlsFiles { cert, key }),
+        shutdown_grace: args.shutdown_grace,
+        ..GatewaySettings::default()
+    };
+    gateway::serve(settings, actors.manager(), listener, stop_signal()).await?;
+    actors.stop();
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Dapr's convention: the sidecar's gRPC port comes from DAPR_GRPC_PORT.
+fn default_listen() -> SocketAddr {
+    let port = std::env::var("DAPR_GRPC_PORT")
+        .ok()
+        .and_then(|p| p.parse::<u16>().ok())
+        .unwrap_or(50001);
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+/// Resolves on the first SIGINT or SIGTERM.
+async fn stop_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler can be installed");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => info!("SIGINT received"),
+        _ = term.recv() => info!("SIGTERM received"),
+    }
+}

@@ -1,0 +1,55 @@
+//! The API token check (SPEC S1): when a token is configured, every RPC but
+//! gRPC health must carry it in `dapr-api-token`, streams included.
+//!
+//! It runs as a tonic interceptor, i.e. before any handler code: a refused
+//! stream never reaches registration. The comparison is constant-time so the
+//! token cannot be guessed byte by byte from response timings.
+
+use std::sync::Arc;
+
+use subtle::ConstantTimeEq;
+use tonic::service::Interceptor;
+use tonic::{Request, Status};
+
+/// The metadata key Dapr uses for its API token.
+pub const TOKEN_HEADER: &str = "dapr-api-token";
+
+/// Checks `dapr-api-token` against the configured token, if there is one.
+#[derive(Clone, Default)]
+pub struct TokenCheck {
+    token: Option<Arc<[u8]>>,
+}
+
+impl TokenCheck {
+    /// `None` (or an empty token) lets every request through, as Dapr does.
+    pub fn new(token: Option<&str>) -> Self {
+        TokenCheck {
+            token: token
+                .filter(|t| !t.is_empty())
+                .map(|t| Arc::from(t.as_bytes())),
+        }
+    }
+}
+
+impl std::fmt::Debug for TokenCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the token itself.
+        f.debug_struct("TokenCheck")
+            .field("enabled", &self.token.is_some())
+            .finish()
+    }
+}
+
+impl Interceptor for TokenCheck {
+    fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
+        let Some(expected) = &self.token else {
+            return Ok(request);
+        };
+        let given = request.metadata().get(TOKEN_HEADER).map(|v| v.as_bytes());
+        match given {
+            Some(given) if bool::from(given.ct_eq(expected)) => Ok(request),
+            Some(_) => Err(Status::unauthenticated("invalid dapr-api-token")),
+            None => Err(Status::unauthenticated("missing dapr-api-token")),
+        }
+    }
+}

@@ -1,0 +1,156 @@
+//! The front door: `InvokeActor` (SPEC F1-F3) and `GetMetadata` (F4).
+//!
+//! Callers here are other services; what they send is checked before it goes
+//! anywhere near an app, and every outcome is a definite gRPC status.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tonic::metadata::{MetadataMap, MetadataValue};
+use tonic::{Response, Status};
+
+use crate::error::Error;
+use crate::manager::{Describe, ManagerActor};
+use crate::proto::actor_runtime::ActorRuntimeStatus;
+use crate::proto::{
+    ActiveActorsCount, ActorRuntime, GetMetadataResponse, InvokeActorRequest, InvokeActorResponse,
+};
+use crate::service::status::to_status;
+use crate::transport::{InvokeRequest, Transport};
+
+/// The response header Dapr sets when the actor method itself failed and the
+/// body is its error payload (the call still ends OK).
+pub const ERROR_RESPONSE_HEADER: &str = "x-daprerrorresponseheader";
+
+/// Calls the actor method and maps the outcome (SPEC F2, F3).
+pub async fn invoke(
+    transport: &Transport,
+    metadata: &MetadataMap,
+    request: InvokeActorRequest,
+) -> Result<Response<InvokeActorResponse>, Status> {
+    check_request(&request)?;
+    let deadline = caller_deadline(metadata);
+    let call = InvokeRequest {
+        id: String::new(),
+        actor_type: request.actor_type,
+        actor_id: request.actor_id,
+        method: request.method,
+        data: request.data,
+        metadata: request.metadata,
+    };
+    match transport.invoke(call, deadline).await {
+        Ok(reply) => Ok(Response::new(InvokeActorResponse { data: reply.data })),
+        Err(Error::AppError { payload, .. }) => {
+            let mut response = Response::new(InvokeActorResponse { data: payload });
+            response
+                .metadata_mut()
+                .insert(ERROR_RESPONSE_HEADER, MetadataValue::from_static("true"));
+            Ok(response)
+        }
+        Err(e) => Err(to_status(e)),
+    }
+}
+
+/// What this sidecar is and which actor types are served right now (SPEC F4).
+pub async fn metadata(
+    manager: &actix::Addr<ManagerActor>,
+    app_id: &str,
+) -> Result<GetMetadataResponse, Status> {
+    let view = manager
+        .send(Describe)
+        .await
+        .map_err(|_| to_status(Error::ShuttingDown))?;
+    let active_actors = view
+        .actor_types
+        .into_iter()
+        // Instances live in the app; the sidecar does not count them.
+        .map(|r#type| ActiveActorsCount { r#type, count: 0 })
+        .collect();
+    Ok(GetMetadataResponse {
+        id: app_id.to_owned(),
+        runtime_version: env!("CARGO_PKG_VERSION").to_owned(),
+        actor_runtime: Some(ActorRuntime {
+            runtime_status: ActorRuntimeStatus::Running as i32,
+            active_actors,
+            host_ready: !view.connections.is_empty(),
+            placement: String::new(),
+        }),
+    })
+}
+
+/// SPEC F1. Type and id end up in URLs and state keys on the app side, so the
+/// characters that would change their meaning there are refused.
+fn check_request(r: &InvokeActorRequest) -> Result<(), Status> {
+    check_name("actor_type", &r.actor_type, &['/', '\\', '#', '?'])?;
+    check_name("actor_id", &r.actor_id, &['/', '\\', '#', '?'])?;
+    check_name("method", &r.method, &['#', '?'])?;
+    if r.actor_type == "." || r.actor_type == ".." || r.actor_id == "." || r.actor_id == ".." {
+        return Err(Status::invalid_argument(
+            "actor_type and actor_id must not be \".\" or \"..\"",
+        ));
+    }
+    Ok(())
+}
+
+fn check_name(field: &str, value: &str, forbidden: &[char]) -> Result<(), Status> {
+    if value.is_empty() {
+        return Err(Status::invalid_argument(format!(
+            "{field} must not be empty"
+        )));
+    }
+    // `char::is_control` covers NUL and the other C0/C1 control characters.
+    if let Some(c) = value
+        .chars()
+        .find(|c| c.is_control() || forbidden.contains(c))
+    {
+        return Err(Status::invalid_argument(format!(
+            "{field} must not contain {c:?}"
+        )));
+    }
+    Ok(())
+}
+
+/// When the caller's own gRPC deadline (`grpc-timeout`) passes, minus a small
+/// margin. tonic's server cancels a call whose `grpc-timeout` has elapsed with
+/// CANCELLED; giving up slightly earlier means the caller hears a definite
+/// DEADLINE_EXCEEDED from us instead (SPEC F3) and its entry is already gone.
+fn caller_deadline(metadata: &MetadataMap) -> Option<Instant> {
+    let timeout = parse_grpc_timeout(metadata.get("grpc-timeout")?.to_str().ok()?)?;
+    let margin = (timeout / 20).clamp(Duration::from_millis(1), Duration::from_millis(50));
+    Some(crate::connection::deadline_in(
+        timeout.saturating_sub(margin),
+    ))
+}
+
+/// `grpc-timeout` is at most 8 digits and a unit letter (gRPC over HTTP/2 spec).
+fn parse_grpc_timeout(value: &str) -> Option<Duration> {
+    let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
+    if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n * 3600),
+        "M" => Duration::from_secs(n * 60),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_timeout_units_parse_and_junk_does_not() {
+        assert_eq!(parse_grpc_timeout("250m"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_grpc_timeout("2S"), Some(Duration::from_secs(2)));
+        assert_eq!(parse_grpc_timeout("1H"), Some(Duration::from_secs(3600)));
+        for junk in ["", "m", "123456789m", "12x", "-1S", "1.5S"] {
+            assert_eq!(parse_grpc_timeout(junk), None, "{junk:?}");
+        }
+    }
+}

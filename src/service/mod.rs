@@ -1,0 +1,102 @@
+//! The tonic service for `dapr.proto.runtime.v1.Dapr`: the actor stream and
+//! the front door, mountable in any tonic server.
+//!
+//! The impl here is deliberately thin: each RPC hands over to the module that
+//! owns its behaviour (`stream`, `front_door`); RPCs we do not serve answer
+//! UNIMPLEMENTED through tonic's generated router.
+
+pub mod auth;
+pub mod front_door;
+pub mod status;
+pub mod stream;
+
+use std::time::Duration;
+
+use actix::Addr;
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::manager::ManagerActor;
+use crate::proto::dapr_server::{Dapr, DaprServer};
+use crate::proto::{
+    GetMetadataRequest, GetMetadataResponse, InvokeActorRequest, InvokeActorResponse,
+    SubscribeActorEventsRequestAlpha1,
+};
+use crate::transport::Transport;
+
+pub use auth::TokenCheck;
+
+/// The `Dapr` service over one manager.
+#[derive(Clone)]
+pub struct DaprService {
+    transport: Transport,
+    stream: stream::StreamContext,
+    app_id: String,
+}
+
+impl DaprService {
+    /// A service routing to `manager`'s apps. `shutdown` is the gateway's
+    /// shutdown signal: once cancelled, new streams are refused.
+    pub fn new(manager: Addr<ManagerActor>, app_id: impl Into<String>) -> Self {
+        DaprService {
+            transport: Transport::new(manager.clone()),
+            stream: stream::StreamContext {
+                manager,
+                handshake_timeout: Duration::from_secs(30),
+                shutdown: CancellationToken::new(),
+            },
+            app_id: app_id.into(),
+        }
+    }
+
+    /// Refuse new streams once `token` is cancelled.
+    pub fn with_shutdown(mut self, token: CancellationToken) -> Self {
+        self.stream.shutdown = token;
+        self
+    }
+
+    /// How long an app may take to send its `initial_request` (default 30 s).
+    pub fn with_handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.stream.handshake_timeout = timeout;
+        self
+    }
+
+    /// The tonic server type, with inbound and outbound messages limited to
+    /// `max_message_bytes` (SPEC H5).
+    pub fn into_server(self, max_message_bytes: usize) -> DaprServer<Self> {
+        DaprServer::new(self)
+            .max_decoding_message_size(max_message_bytes)
+            .max_encoding_message_size(max_message_bytes)
+    }
+}
+
+#[tonic::async_trait]
+impl Dapr for DaprService {
+    type SubscribeActorEventsAlpha1Stream = stream::OutboundStream;
+
+    async fn subscribe_actor_events_alpha1(
+        &self,
+        request: Request<Streaming<SubscribeActorEventsRequestAlpha1>>,
+    ) -> Result<Response<Self::SubscribeActorEventsAlpha1Stream>, Status> {
+        stream::serve(&self.stream, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn invoke_actor(
+        &self,
+        request: Request<InvokeActorRequest>,
+    ) -> Result<Response<InvokeActorResponse>, Status> {
+        let (metadata, _, message) = request.into_parts();
+        front_door::invoke(&self.transport, &metadata, message).await
+    }
+
+    async fn get_metadata(
+        &self,
+        _: Request<GetMetadataRequest>,
+    ) -> Result<Response<GetMetadataResponse>, Status> {
+        front_door::metadata(self.transport.manager(), &self.app_id)
+            .await
+            .map(Response::new)
+    }
+}

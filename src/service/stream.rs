@@ -1,0 +1,207 @@
+//! The `SubscribeActorEventsAlpha1` handler: one app stream from handshake to
+//! close (SPEC H1-H5).
+//!
+//! After the handshake two loops run side by side: the reader (a task) hands
+//! every inbound message to the connection actor, and the writer (the
+//! response stream tonic polls) drains the connection's outbox. They are tied
+//! so that whichever ends first ends the other:
+//! - reader ends (half-close, error) -> it closes the connection -> the outbox
+//!   closes -> the writer finishes, with the reader's error status if any;
+//! - writer ends (the connection was closed, or tonic dropped the stream on
+//!   cancel) -> the writer's liveness token drops -> the reader stops and
+//!   closes the connection (a no-op if it is closed already).
+//!
+//! Either way the connection is closed exactly when the stream ends, which
+//! fails its in-flight requests (R5) and leaves nothing behind.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use actix::Addr;
+use futures::Stream;
+use log::{debug, warn};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tonic::{Code, Status, Streaming};
+
+use crate::config::RegistrationConfig;
+use crate::connection::{ConnectionId, Outgoing};
+use crate::manager::{Close, Connection, Inbound, ManagerActor, Register};
+use crate::proto::subscribe_actor_events_request_alpha1::RequestType;
+use crate::proto::subscribe_actor_events_response_alpha1::ResponseType;
+use crate::proto::{
+    SubscribeActorEventsRequestAlpha1, SubscribeActorEventsRequestInitialAlpha1,
+    SubscribeActorEventsResponseInitialAlpha1,
+};
+
+/// SPEC H1's message for a stream that opens with anything else.
+pub const FIRST_MESSAGE: &str = "first message must be SubscribeActorEventsRequestInitialAlpha1";
+
+/// What every stream handler shares.
+#[derive(Clone)]
+pub struct StreamContext {
+    pub manager: Addr<ManagerActor>,
+    /// How long an app may take to send its `initial_request`.
+    pub handshake_timeout: Duration,
+    /// Cancelled when the gateway shuts down.
+    pub shutdown: CancellationToken,
+}
+
+/// The response stream tonic writes to the app.
+pub type OutboundStream = Pin<Box<dyn Stream<Item = Result<Outgoing, Status>> + Send>>;
+
+/// Serve one app stream: handshake, register, then run until either side ends.
+pub async fn serve(
+    ctx: &StreamContext,
+    mut inbound: Streaming<SubscribeActorEventsRequestAlpha1>,
+) -> Result<OutboundStream, Status> {
+    let init = handshake(&mut inbound, ctx.handshake_timeout).await?;
+    let config =
+        RegistrationConfig::try_from(init).map_err(|e| Status::invalid_argument(e.to_string()))?;
+    let connection = register(ctx, config).await?;
+    let Connection {
+        id,
+        inbound: deliver_to,
+        outbox,
+    } = connection;
+
+    let (end_tx, end_rx) = oneshot::channel();
+    let (alive_tx, alive_rx) = oneshot::channel();
+    tokio::spawn(read_loop(ReadLoop {
+        id,
+        stream: inbound,
+        deliver_to,
+        manager: ctx.manager.clone(),
+        end: end_tx,
+        writer_alive: alive_rx,
+    }));
+    Ok(Box::pin(Outbound {
+        ack: Some(ack()),
+        outbox,
+        end: end_rx,
+        _alive: alive_tx,
+    }))
+}
+
+/// SPEC H1: the first message must be the registration.
+async fn handshake(
+    inbound: &mut Streaming<SubscribeActorEventsRequestAlpha1>,
+    timeout: Duration,
+) -> Result<SubscribeActorEventsRequestInitialAlpha1, Status> {
+    let first = tokio::time::timeout(timeout, inbound.message())
+        .await
+        .map_err(|_| {
+            Status::deadline_exceeded(format!(
+                "no SubscribeActorEventsRequestInitialAlpha1 within {timeout:?}"
+            ))
+        })?
+        .map_err(inbound_error)?;
+    match first.and_then(|m| m.request_type) {
+        Some(RequestType::InitialRequest(init)) => Ok(init),
+        _ => Err(Status::invalid_argument(FIRST_MESSAGE)),
+    }
+}
+
+async fn register(ctx: &StreamContext, config: RegistrationConfig) -> Result<Connection, Status> {
+    let unavailable = || Status::unavailable("gateway is shutting down");
+    if ctx.shutdown.is_cancelled() {
+        return Err(unavailable());
+    }
+    let connection = ctx
+        .manager
+        .send(Register { config })
+        .await
+        .map_err(|_| unavailable())?;
+    // Shutdown closes every connection it can see; one registered just after
+    // that sweep would be missed, so it closes itself here instead.
+    if ctx.shutdown.is_cancelled() {
+        ctx.manager.do_send(Close {
+            id: connection.id,
+            cause: None,
+        });
+        return Err(unavailable());
+    }
+    Ok(connection)
+}
+
+fn ack() -> Outgoing {
+    Outgoing {
+        response_type: Some(ResponseType::InitialResponse(
+            SubscribeActorEventsResponseInitialAlpha1 {},
+        )),
+    }
+}
+
+struct ReadLoop {
+    id: ConnectionId,
+    stream: Streaming<SubscribeActorEventsRequestAlpha1>,
+    deliver_to: Inbound,
+    manager: Addr<ManagerActor>,
+    /// The status the writer should end the stream with, if not OK.
+    end: oneshot::Sender<Status>,
+    /// Resolves once the writer is gone.
+    writer_alive: oneshot::Receiver<()>,
+}
+
+async fn read_loop(mut r: ReadLoop) {
+    let failure = loop {
+        tokio::select! {
+            _ = &mut r.writer_alive => break None,
+            next = r.stream.message() => match next {
+                Ok(Some(msg)) => {
+                    if r.deliver_to.deliver(msg).await.is_err() {
+                        break None;
+                    }
+                }
+                Ok(None) => break None,
+                Err(status) => break Some(inbound_error(status)),
+            },
+        }
+    };
+    let cause = failure.as_ref().map(|s| {
+        warn!("{}: stream failed: {}", r.id, s.message());
+        format!("actor host stream failed: {}", s.message())
+    });
+    debug!("{}: reader done", r.id);
+    // The status must be in place before the close ends the writer.
+    if let Some(status) = failure {
+        let _ = r.end.send(status);
+    }
+    r.manager.do_send(Close { id: r.id, cause });
+}
+
+/// tonic reports an over-limit message as OUT_OF_RANGE; SPEC H5 (like
+/// grpc-go) calls it RESOURCE_EXHAUSTED.
+fn inbound_error(status: Status) -> Status {
+    if status.code() == Code::OutOfRange && status.message().contains("too large") {
+        Status::resource_exhausted(status.message().to_owned())
+    } else {
+        status
+    }
+}
+
+/// The writer: the ack, then the outbox until the connection closes, then the
+/// reader's failure status if it had one.
+struct Outbound {
+    ack: Option<Outgoing>,
+    outbox: mpsc::Receiver<Outgoing>,
+    end: oneshot::Receiver<Status>,
+    /// Dropped with the writer, which tells the reader to stop.
+    _alive: oneshot::Sender<()>,
+}
+
+impl Stream for Outbound {
+    type Item = Result<Outgoing, Status>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if let Some(ack) = self.ack.take() {
+            return Poll::Ready(Some(Ok(ack)));
+        }
+        match self.outbox.poll_recv(cx) {
+            Poll::Ready(Some(msg)) => Poll::Ready(Some(Ok(msg))),
+            Poll::Ready(None) => Poll::Ready(self.end.try_recv().ok().map(Err)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
