@@ -314,3 +314,22 @@ impl Inbound {
         self.0.send(Stats).await.unwrap_or_default()
     }
 }
+
+/// How many requests wait for a reply across all live connections (R10
+/// checks, metrics). Asks each connection, so it is for tests and
+/// diagnostics, not the hot path.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct CountPending;
+
+impl Handler<CountPending> for ManagerActor {
+    type Result = ResponseFuture<usize>;
+
+    fn handle(&mut self, _: CountPending, _: &mut Self::Context) -> Self::Result {
+        let asks: Vec<_> = self.live.values().map(|e| e.addr.send(Stats)).collect();
+        Box::pin(async move {
+            let stats = futures::future::join_all(asks).await;
+            stats.into_iter().flatten().map(|s| s.pending).sum()
+        })
+    }
+}

@@ -1,0 +1,265 @@
+//! A real gateway on a loopback port (port 0) with its actor runtime, plus
+//! real gRPC apps and callers for it: the end-to-end tests' common ground.
+#![allow(dead_code)] // each test file uses its own subset
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use actix::Addr;
+use callbackstream::apphost::{AppHost, AppHostOptions};
+use callbackstream::connection::ConnectionOptions;
+use callbackstream::gateway::{self, GatewayError, GatewaySettings};
+use callbackstream::manager::{CountPending, Describe, ManagerActor, RegistryView};
+use callbackstream::proto::dapr_client::DaprClient;
+use callbackstream::proto::subscribe_actor_events_request_alpha1::RequestType;
+use callbackstream::proto::subscribe_actor_events_response_alpha1::ResponseType;
+use callbackstream::proto::{
+    InvokeActorRequest, SubscribeActorEventsRequestAlpha1,
+    SubscribeActorEventsRequestInvokeResponseAlpha1,
+};
+use callbackstream::runtime::ActorRuntime;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tonic::Request;
+use tonic::transport::{Channel, Endpoint};
+
+/// Bound for "promptly" / "does not hang": generous, since CI is shared.
+pub const PROMPTLY: Duration = Duration::from_secs(5);
+
+pub struct TestGateway {
+    pub addr: SocketAddr,
+    actors: ActorRuntime,
+    stop: CancellationToken,
+    server: JoinHandle<Result<(), GatewayError>>,
+}
+
+impl TestGateway {
+    pub async fn start() -> Self {
+        Self::start_with(GatewaySettings::default(), ConnectionOptions::default()).await
+    }
+
+    pub async fn start_with(settings: GatewaySettings, options: ConnectionOptions) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let actors = ActorRuntime::start(options).unwrap();
+        let stop = CancellationToken::new();
+        let server = tokio::spawn(gateway::serve(
+            settings,
+            actors.manager(),
+            listener,
+            stop.clone().cancelled_owned(),
+        ));
+        TestGateway {
+            addr,
+            actors,
+            stop,
+            server,
+        }
+    }
+
+    pub fn manager(&self) -> Addr<ManagerActor> {
+        self.actors.manager()
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// A fresh HTTP/2 connection to the gateway.
+    pub async fn channel(&self) -> Channel {
+        Endpoint::from_shared(self.url())
+            .unwrap()
+            .connect()
+            .await
+            .unwrap()
+    }
+
+    pub async fn client(&self) -> DaprClient<Channel> {
+        DaprClient::new(self.channel().await)
+    }
+
+    /// An echo app for `types`, registered and acknowledged.
+    pub async fn echo_app(&self, types: &[&str]) -> AppHost {
+        self.app(AppHostOptions::echo(types.iter().copied())).await
+    }
+
+    pub async fn app(&self, options: AppHostOptions) -> AppHost {
+        AppHost::connect(self.channel().await, options)
+            .await
+            .unwrap()
+    }
+
+    /// An app that answers nothing by itself: every callback it receives is
+    /// handed to the test, which answers through `AppHost::sender`.
+    pub async fn holding_app(
+        &self,
+        types: &[&str],
+    ) -> (AppHost, mpsc::UnboundedReceiver<ResponseType>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let options = AppHostOptions::echo(types.iter().copied()).with_handler(move |req| {
+            let _ = tx.send(req);
+            None
+        });
+        (self.app(options).await, rx)
+    }
+
+    pub async fn describe(&self) -> RegistryView {
+        self.manager().send(Describe).await.unwrap()
+    }
+
+    pub async fn pending(&self) -> usize {
+        self.manager().send(CountPending).await.unwrap()
+    }
+
+    /// Waits until the registry holds exactly `n` connections.
+    pub async fn wait_for_connections(&self, n: usize) {
+        eventually(&format!("{n} live connection(s)"), || async {
+            self.describe().await.connections.len() == n
+        })
+        .await;
+    }
+
+    /// Starts shutdown (as SIGTERM would) and waits for the server to return.
+    pub async fn shutdown(self) -> Result<(), GatewayError> {
+        self.stop.cancel();
+        self.server.await.unwrap()
+    }
+
+    /// Starts shutdown without waiting.
+    pub fn begin_shutdown(&self) {
+        self.stop.cancel();
+    }
+
+    pub async fn server_result(self) -> Result<(), GatewayError> {
+        self.server.await.unwrap()
+    }
+}
+
+/// Polls `check` until it holds; panics naming `what` after [`PROMPTLY`].
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + PROMPTLY;
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Fails the test if `fut` takes longer than [`PROMPTLY`].
+pub async fn promptly<T>(fut: impl Future<Output = T>) -> T {
+    tokio::time::timeout(PROMPTLY, fut)
+        .await
+        .expect("did not finish promptly")
+}
+
+pub fn invoke(
+    actor_type: &str,
+    actor_id: &str,
+    method: &str,
+    data: &[u8],
+) -> Request<InvokeActorRequest> {
+    Request::new(InvokeActorRequest {
+        actor_type: actor_type.into(),
+        actor_id: actor_id.into(),
+        method: method.into(),
+        data: data.to_vec(),
+        metadata: Default::default(),
+    })
+}
+
+/// The app's answer to invoke `id`.
+pub fn invoke_reply(id: &str, data: &[u8], error: bool) -> SubscribeActorEventsRequestAlpha1 {
+    SubscribeActorEventsRequestAlpha1 {
+        request_type: Some(RequestType::InvokeResponse(
+            SubscribeActorEventsRequestInvokeResponseAlpha1 {
+                id: id.into(),
+                data: data.to_vec(),
+                metadata: Default::default(),
+                error,
+            },
+        )),
+    }
+}
+
+/// The next callback a holding app received, which must be an invoke.
+pub async fn next_invoke(
+    rx: &mut mpsc::UnboundedReceiver<ResponseType>,
+) -> callbackstream::transport::InvokeRequest {
+    match promptly(rx.recv()).await {
+        Some(ResponseType::InvokeRequest(r)) => r,
+        other => panic!("expected an invoke_request, got {other:?}"),
+    }
+}
+
+/// A TCP proxy that can be frozen: it then stops forwarding in both
+/// directions but keeps both sockets open, like a silent network partition.
+pub struct FreezableProxy {
+    pub addr: SocketAddr,
+    frozen: tokio::sync::watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl FreezableProxy {
+    pub async fn start(upstream: SocketAddr) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (frozen, watch) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(async move {
+            let mut pipes = tokio::task::JoinSet::new();
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(upstream).await else {
+                    continue;
+                };
+                let (cr, cw) = client.into_split();
+                let (sr, sw) = server.into_split();
+                pipes.spawn(pipe(cr, sw, watch.clone()));
+                pipes.spawn(pipe(sr, cw, watch.clone()));
+            }
+        });
+        FreezableProxy { addr, frozen, task }
+    }
+
+    pub fn freeze(&self) {
+        self.frozen.send_replace(true);
+    }
+}
+
+impl Drop for FreezableProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn pipe(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    mut frozen: tokio::sync::watch::Receiver<bool>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = tokio::select! {
+            read = from.read(&mut buf) => match read {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            },
+            _ = frozen.wait_for(|f| *f) => 0,
+        };
+        if *frozen.borrow() {
+            // Hold both sockets open and silent until the proxy is dropped.
+            std::future::pending::<()>().await;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
