@@ -4,7 +4,7 @@ Deliberately uses the SDK's *generated* stub on a plain grpc channel, not
 DaprClient/ActorProxy, so every check sees the raw gRPC status codes and
 metadata the gateway puts on the wire.
 
-Usage: caller.py --addr HOST:PORT --app-id ID [--app-pid PID] CHECK [CHECK ...]
+Usage: caller.py --addr HOST:PORT --app-id ID [--app-pid PID] [--token T] CHECK [CHECK ...]
 
 Each check prints one line, `PASS <check>` or `FAIL <check>: <why>`; run.sh
 counts those lines. The exit status is 1 if any check failed.
@@ -62,8 +62,9 @@ def describe(error):
 
 
 class Caller:
-    def __init__(self, addr, app_id, app_pid, wait_seconds):
+    def __init__(self, addr, app_id, app_pid, wait_seconds, token=None):
         self.channel = grpc.insecure_channel(addr)
+        self.auth = [('dapr-api-token', token)] if token else None
         self.stub = api_service_v1.DaprStub(self.channel)
         self.app_id = app_id
         self.app_pid = app_pid
@@ -72,13 +73,15 @@ class Caller:
     # -- helpers ---------------------------------------------------------------
 
     def metadata(self):
-        return self.stub.GetMetadata(api_v1.GetMetadataRequest(), timeout=RPC_TIMEOUT)
-
-    def invoke(self, method, data=b'', actor_id='interop-1'):
-        request = api_v1.InvokeActorRequest(
-            actor_type=ACTOR_TYPE, actor_id=actor_id, method=method, data=data
+        return self.stub.GetMetadata(
+            api_v1.GetMetadataRequest(), timeout=RPC_TIMEOUT, metadata=self.auth
         )
-        return self.stub.InvokeActor.with_call(request, timeout=RPC_TIMEOUT)
+
+    def invoke(self, method, data=b'', actor_id='interop-1', actor_type=ACTOR_TYPE):
+        request = api_v1.InvokeActorRequest(
+            actor_type=actor_type, actor_id=actor_id, method=method, data=data
+        )
+        return self.stub.InvokeActor.with_call(request, timeout=RPC_TIMEOUT, metadata=self.auth)
 
     def echo_once(self, actor_id='interop-1', tag='hello'):
         """One Echo round trip; asserts the reply is our JSON plus the actor's fields."""
@@ -146,6 +149,22 @@ class Caller:
             return
         raise CheckFailed('call to an unknown method succeeded')
 
+    def check_unknown_type(self):
+        """A type nobody registered still reaches the app (R13 fallback); the SDK says NOT_FOUND."""
+        try:
+            self.invoke('Echo', b'{}', actor_type='NoSuchActor')
+        except grpc.RpcError as error:
+            expect(
+                error.code() == grpc.StatusCode.NOT_FOUND,
+                f'expected NOT_FOUND, got {describe(error)}',
+            )
+            expect(
+                'NoSuchActor' in (error.details() or ''),
+                f'status message does not carry the app message: {error.details()!r}',
+            )
+            return
+        raise CheckFailed('call to an unregistered actor type succeeded')
+
     def check_app_error(self):
         """A raising actor method is an OK call with the error header and the SDK's JSON error payload."""
         response, call = self.invoke('Fail', b'')
@@ -199,15 +218,39 @@ class Caller:
         retry_until(self.wait_seconds, self.registered, 'registration after reconnect')
         retry_until(self.wait_seconds, self.echo_once, 'Echo round trip after reconnect')
 
+    def check_token_required(self):
+        """With a token configured, calls without it are refused and calls with it go through."""
+        expect(self.auth, 'token-required needs --token')
+        for name, call in [
+            ('GetMetadata', lambda: self.stub.GetMetadata(api_v1.GetMetadataRequest(), timeout=RPC_TIMEOUT)),
+            ('InvokeActor', lambda: self.stub.InvokeActor(
+                api_v1.InvokeActorRequest(actor_type=ACTOR_TYPE, actor_id='x', method='Echo'),
+                timeout=RPC_TIMEOUT,
+            )),
+        ]:
+            try:
+                call()
+            except grpc.RpcError as error:
+                expect(
+                    error.code() == grpc.StatusCode.UNAUTHENTICATED,
+                    f'{name} without a token: expected UNAUTHENTICATED, got {describe(error)}',
+                )
+            else:
+                raise CheckFailed(f'{name} without a token succeeded')
+        md = self.metadata()  # with the token: must pass the check
+        expect(md.id == self.app_id, f'metadata id {md.id!r} != {self.app_id!r}')
+
 
 CHECKS = {
     'registration': Caller.check_registration,
     'invoke': Caller.check_invoke,
     'concurrent': Caller.check_concurrent,
     'unknown-method': Caller.check_unknown_method,
+    'unknown-type': Caller.check_unknown_type,
     'app-error': Caller.check_app_error,
     'app-down': Caller.check_app_down,
     'reconnect': Caller.check_reconnect,
+    'token-required': Caller.check_token_required,
 }
 
 
@@ -219,12 +262,14 @@ def main():
                         help='pid of the app process expected to answer Echo')
     parser.add_argument('--wait', type=float, default=20.0,
                         help='bound, in seconds, for each converging wait')
+    parser.add_argument('--token', default=None,
+                        help='dapr-api-token to attach to every call (except where a check omits it)')
     parser.add_argument('--label', default='',
                         help='suffix for the check names, to tell repeated runs apart')
     parser.add_argument('checks', nargs='+', choices=sorted(CHECKS))
     args = parser.parse_args()
 
-    caller = Caller(args.addr, args.app_id, args.app_pid, args.wait)
+    caller = Caller(args.addr, args.app_id, args.app_pid, args.wait, args.token)
     failed = 0
     for name in args.checks:
         label = f'{name}{args.label}'

@@ -21,11 +21,12 @@ use std::time::Duration;
 
 use actix::WeakAddr;
 use actix::prelude::*;
-use log::{debug, warn};
+use log::debug;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, Sleep};
 
 use crate::error::Error;
+use crate::log_throttle::LogThrottle;
 use crate::proto::subscribe_actor_events_request_alpha1::RequestType;
 use crate::proto::subscribe_actor_events_response_alpha1::ResponseType;
 use crate::proto::{SubscribeActorEventsRequestAlpha1, SubscribeActorEventsResponseAlpha1};
@@ -82,6 +83,8 @@ pub struct ConnectionActor {
     queued: VecDeque<u64>,
     /// Whether a future waiting for outbox room is running (at most one).
     awaiting_room: bool,
+    /// Warnings about strays (unknown ids, empty or repeated handshakes).
+    strays: LogThrottle,
 }
 
 struct Waiter {
@@ -104,6 +107,7 @@ impl ConnectionActor {
             pending: HashMap::new(),
             queued: VecDeque::new(),
             awaiting_room: false,
+            strays: LogThrottle::new(Duration::from_secs(1)),
         };
         (actor, rx)
     }
@@ -257,12 +261,15 @@ impl Handler<Deliver> for ConnectionActor {
     type Result = ();
 
     fn handle(&mut self, Deliver(msg): Deliver, _: &mut Self::Context) {
+        let conn = self.id;
         let Some(reply) = msg.request_type else {
-            warn!("{}: dropped a message with no request_type", self.id);
+            self.strays
+                .warn(|| format!("{conn}: dropped a message with no request_type"));
             return;
         };
         let Some(id) = reply_id(&reply) else {
-            warn!("{}: dropped a repeated initial_request", self.id);
+            self.strays
+                .warn(|| format!("{conn}: dropped a repeated initial_request"));
             return;
         };
         // Only a request that actually went out can be answered; an id that
@@ -279,7 +286,9 @@ impl Handler<Deliver> for ConnectionActor {
             None if self.was_issued(id) => {
                 debug!("{}: dropped a late reply for id {id:?}", self.id)
             }
-            None => warn!("{}: dropped a reply with unknown id {id:?}", self.id),
+            None => self
+                .strays
+                .warn(|| format!("{conn}: dropped a reply with unknown id {id:?}")),
         }
     }
 }

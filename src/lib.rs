@@ -16,6 +16,7 @@ pub mod connection;
 pub mod error;
 pub mod gateway;
 pub mod load;
+pub mod log_throttle;
 pub mod manager;
 pub mod proto;
 pub mod runtime;

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use actix::Addr;
 use futures::Stream;
-use log::{debug, warn};
+use log::{debug, info, warn};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tonic::{Code, Status, Streaming};
@@ -160,7 +160,12 @@ async fn read_loop(mut r: ReadLoop) {
         }
     };
     let cause = failure.as_ref().map(|s| {
-        warn!("{}: stream failed: {}", r.id, s.message());
+        // An app that stops or crashes resets its stream: routine, not alarming.
+        if matches!(s.code(), Code::Cancelled | Code::Unknown) {
+            info!("{}: stream ended by the app: {}", r.id, s.message());
+        } else {
+            warn!("{}: stream failed: {}", r.id, s.message());
+        }
         format!("actor host stream failed: {}", s.message())
     });
     debug!("{}: reader done", r.id);
