@@ -15,9 +15,9 @@ use std::time::Duration;
 use actix::Addr;
 use log::{info, warn};
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic::service::interceptor::InterceptedService;
+use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
 use tonic_health::ServingStatus;
 
@@ -106,13 +106,15 @@ pub async fn serve(
     health.set_service_status("", ServingStatus::Serving).await;
 
     let mut server = Server::builder()
-        .tcp_nodelay(true)
         .http2_keepalive_interval(Some(settings.keepalive_interval))
         .http2_keepalive_timeout(Some(settings.keepalive_timeout));
     if let Some(tls) = &settings.tls {
         server = server.tls_config(tls_config(tls)?)?;
     }
     let local = listener.local_addr().ok();
+    // Small request/reply messages must not wait for Nagle's algorithm; the
+    // builder's own nodelay setting only covers listeners tonic binds itself.
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let router = server
         .add_service(health_service)
         .add_service(InterceptedService::new(dapr, token.clone()))
@@ -140,8 +142,7 @@ pub async fn serve(
         }
     };
     info!("serving on {}", describe(local, settings.tls.is_some()));
-    let serving =
-        router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), begin_shutdown);
+    let serving = router.serve_with_incoming_shutdown(incoming, begin_shutdown);
     tokio::pin!(serving);
     let grace_over = async {
         stopping.cancelled().await;
