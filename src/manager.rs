@@ -93,12 +93,43 @@ pub struct Connection {
     pub inbound: Inbound,
     /// What to write to the app's stream. Ends when the connection closes.
     pub outbox: mpsc::Receiver<Outgoing>,
+    /// Closes the connection when dropped: keep it as long as you serve it.
+    pub closer: Closer,
+}
+
+/// Closes its connection when dropped. Whoever serves a connection holds it,
+/// so a connection never outlives its server: not when the stream ends, not
+/// when the serving task is cancelled or panics, and not when the `Register`
+/// answer itself is dropped on the way to a caller that went away. (A dead
+/// connection left registered would stay "newest" and swallow every send.)
+#[derive(Debug)]
+pub struct Closer {
+    id: ConnectionId,
+    manager: Addr<ManagerActor>,
+    cause: Option<String>,
+}
+
+impl Closer {
+    /// The cause callers still waiting on the connection will be told.
+    pub fn set_cause(&mut self, cause: impl Into<String>) {
+        self.cause = Some(cause.into());
+    }
+}
+
+impl Drop for Closer {
+    fn drop(&mut self) {
+        // Close is idempotent, so an earlier explicit Close costs nothing here.
+        self.manager.do_send(Close {
+            id: self.id,
+            cause: self.cause.take(),
+        });
+    }
 }
 
 impl Handler<Register> for ManagerActor {
     type Result = MessageResult<Register>;
 
-    fn handle(&mut self, msg: Register, _: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, msg: Register, ctx: &mut Self::Context) -> Self::Result {
         self.next_id += 1;
         let id = ConnectionId(self.next_id);
         let (actor, outbox) = ConnectionActor::new(id, self.options);
@@ -119,6 +150,11 @@ impl Handler<Register> for ManagerActor {
             id,
             inbound: Inbound(addr),
             outbox,
+            closer: Closer {
+                id,
+                manager: ctx.address(),
+                cause: None,
+            },
         })
     }
 }

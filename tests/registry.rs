@@ -356,6 +356,24 @@ async fn r8_register_is_visible_at_once_and_close_is_idempotent() {
     assert_eq!(describe(&manager).await, RegistryView::default());
 }
 
+/// R4/R5 with no explicit Close: dropping a `Connection` handle (its server
+/// went away, however) closes the connection and fails what waits on it.
+#[actix_rt::test]
+async fn dropping_the_connection_handle_closes_it() {
+    let manager = start_manager();
+    let older = App::register(&manager, &["cat"]).await;
+    let dropped = register(&manager, &["cat"]).await;
+    let waiting = send_raw(&manager, "lost").await;
+    drop(dropped);
+    let err = within("the waiting caller fails", waiting).await;
+    assert_eq!(err.expect_err("closed"), Error::disconnected());
+    assert_eq!(
+        describe(&manager).await.connections,
+        vec![older.id],
+        "routing falls back to the older connection"
+    );
+}
+
 /// R8: 16 tasks × 25 concurrent register/serve/close cycles leave no connection behind.
 #[actix_rt::test]
 async fn r8_concurrent_register_close_cycles_leave_nothing() {
@@ -614,7 +632,7 @@ async fn r11_full_outbox_makes_senders_wait_without_dropping() {
     for data in &burst {
         waiting.push(send_raw(&manager, data).await);
     }
-    let written = within("reader thread", reader)
+    let (written, _app) = within("reader thread", reader)
         .await
         .expect("reader thread");
     let ids: HashSet<_> = written.iter().map(request_id).collect();

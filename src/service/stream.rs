@@ -27,7 +27,7 @@ use tonic::{Code, Status, Streaming};
 
 use crate::config::RegistrationConfig;
 use crate::connection::{ConnectionId, Outgoing};
-use crate::manager::{Close, Connection, Inbound, ManagerActor, Register};
+use crate::manager::{Closer, Connection, Inbound, ManagerActor, Register};
 use crate::proto::subscribe_actor_events_request_alpha1::RequestType;
 use crate::proto::subscribe_actor_events_response_alpha1::ResponseType;
 use crate::proto::{
@@ -64,6 +64,7 @@ pub async fn serve(
         id,
         inbound: deliver_to,
         outbox,
+        closer,
     } = connection;
 
     let (end_tx, end_rx) = oneshot::channel();
@@ -72,7 +73,7 @@ pub async fn serve(
         id,
         stream: inbound,
         deliver_to,
-        manager: ctx.manager.clone(),
+        closer,
         end: end_tx,
         writer_alive: alive_rx,
     }));
@@ -116,11 +117,7 @@ async fn register(ctx: &StreamContext, config: RegistrationConfig) -> Result<Con
     // Shutdown closes every connection it can see; one registered just after
     // that sweep would be missed, so it closes itself here instead.
     if ctx.shutdown.is_cancelled() {
-        ctx.manager.do_send(Close {
-            id: connection.id,
-            cause: None,
-        });
-        return Err(unavailable());
+        return Err(unavailable()); // dropping `connection` closes it
     }
     Ok(connection)
 }
@@ -137,7 +134,8 @@ struct ReadLoop {
     id: ConnectionId,
     stream: Streaming<SubscribeActorEventsRequestAlpha1>,
     deliver_to: Inbound,
-    manager: Addr<ManagerActor>,
+    /// Closes the connection when the reader ends, however it ends.
+    closer: Closer,
     /// The status the writer should end the stream with, if not OK.
     end: oneshot::Sender<Status>,
     /// Resolves once the writer is gone.
@@ -159,21 +157,20 @@ async fn read_loop(mut r: ReadLoop) {
             },
         }
     };
-    let cause = failure.as_ref().map(|s| {
-        // An app that stops or crashes resets its stream: routine, not alarming.
-        if matches!(s.code(), Code::Cancelled | Code::Unknown) {
-            info!("{}: stream ended by the app: {}", r.id, s.message());
-        } else {
-            warn!("{}: stream failed: {}", r.id, s.message());
-        }
-        format!("actor host stream failed: {}", s.message())
-    });
     debug!("{}: reader done", r.id);
-    // The status must be in place before the close ends the writer.
     if let Some(status) = failure {
+        // An app that stops or crashes resets its stream: routine, not alarming.
+        if matches!(status.code(), Code::Cancelled | Code::Unknown) {
+            info!("{}: stream ended by the app: {}", r.id, status.message());
+        } else {
+            warn!("{}: stream failed: {}", r.id, status.message());
+        }
+        r.closer
+            .set_cause(format!("actor host stream failed: {}", status.message()));
+        // The status must be in place before the close ends the writer.
         let _ = r.end.send(status);
     }
-    r.manager.do_send(Close { id: r.id, cause });
+    // Dropping `r.closer` closes the connection.
 }
 
 /// tonic reports an over-limit message as OUT_OF_RANGE; SPEC H5 (like

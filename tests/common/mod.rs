@@ -12,7 +12,7 @@ use std::time::Duration;
 use actix::{Actor, Addr};
 use actix_rt::task::JoinHandle;
 use callbackstream::connection::{ConnectionStats, Outgoing};
-use callbackstream::manager::{Close, Connection, Inbound, Register, Send};
+use callbackstream::manager::{Close, Closer, Connection, Inbound, Register, Send};
 use callbackstream::proto::subscribe_actor_events_request_alpha1::RequestType;
 use callbackstream::proto::subscribe_actor_events_response_alpha1::ResponseType;
 use callbackstream::proto::{
@@ -84,6 +84,8 @@ pub struct App {
     pub id: ConnectionId,
     pub inbound: Inbound,
     outbox: Receiver<Outgoing>,
+    /// Held so the connection lives as long as its fake app.
+    _closer: Closer,
 }
 
 impl From<Connection> for App {
@@ -92,6 +94,7 @@ impl From<Connection> for App {
             id: c.id,
             inbound: c.inbound,
             outbox: c.outbox,
+            _closer: c.closer,
         }
     }
 }
@@ -187,30 +190,35 @@ impl App {
 
     /// Reads `count` requests on a blocking thread, the way a stream writer on
     /// another worker thread would, pausing now and then; returns them in order.
-    pub fn read_on_other_thread(mut self, count: usize) -> JoinHandle<Vec<ResponseType>> {
+    /// The app comes back with them, its connection still open.
+    pub fn read_on_other_thread(self, count: usize) -> JoinHandle<(Vec<ResponseType>, App)> {
         tokio::task::spawn_blocking(move || {
+            // Moved whole (not field by field) so its closer lives as long.
+            let mut app = self;
             let mut read = Vec::with_capacity(count);
             while read.len() < count {
-                let msg = self.outbox.blocking_recv().expect("outbox open");
+                let msg = app.outbox.blocking_recv().expect("outbox open");
                 read.push(msg.response_type.expect("response_type set"));
                 if read.len() % 7 == 0 {
                     std::thread::sleep(Duration::from_micros(200));
                 }
             }
-            read
+            (read, app)
         })
     }
 
     /// Lets the app answer every request on its own with the echo policy, until
     /// its outbox ends.
-    pub fn spawn_echo(mut self) -> JoinHandle<()> {
+    pub fn spawn_echo(self) -> JoinHandle<()> {
         actix_rt::spawn(async move {
-            while let Some(msg) = self.outbox.recv().await {
+            // Moved whole (not field by field) so its closer lives as long.
+            let mut app = self;
+            while let Some(msg) = app.outbox.recv().await {
                 let request = msg.response_type.expect("response_type set");
                 // The connection may close between the request and the answer.
-                let _ = self
+                let _ = app
                     .inbound
-                    .deliver(from_app(echo_reply(&request, self.id)))
+                    .deliver(from_app(echo_reply(&request, app.id)))
                     .await;
             }
         })

@@ -263,3 +263,17 @@ async fn pipe(
         }
     }
 }
+
+/// `options` with every callback the app receives also handed to the test;
+/// the app still answers with its own handler.
+pub fn recorded(
+    options: AppHostOptions,
+) -> (AppHostOptions, mpsc::UnboundedReceiver<ResponseType>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let answer = options.handler.clone();
+    let options = options.with_handler(move |req| {
+        let _ = tx.send(req.clone());
+        answer(req)
+    });
+    (options, rx)
+}
