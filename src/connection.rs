@@ -22,6 +22,7 @@ use std::time::Duration;
 use actix::WeakAddr;
 use actix::prelude::*;
 use log::debug;
+use prost::Message as _;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, Sleep};
 
@@ -70,6 +71,9 @@ impl Default for ConnectionOptions {
 pub struct ConnectionActor {
     id: ConnectionId,
     options: ConnectionOptions,
+    /// The stream's message limit: a request the stream could not carry is
+    /// refused here, because writing it would end the stream for everyone.
+    max_message_bytes: Option<usize>,
     /// The only long-lived sender of the outbox: when this actor stops the
     /// outbox closes, and that is what ends the stream's writer.
     outbox: mpsc::Sender<Outgoing>,
@@ -97,11 +101,13 @@ impl ConnectionActor {
     pub(crate) fn new(
         id: ConnectionId,
         options: ConnectionOptions,
+        max_message_bytes: Option<usize>,
     ) -> (Self, mpsc::Receiver<Outgoing>) {
         let (outbox, rx) = mpsc::channel(options.outbox_capacity.max(1));
         let actor = ConnectionActor {
             id,
             options,
+            max_message_bytes,
             outbox,
             last_id: 0,
             pending: HashMap::new(),
@@ -233,9 +239,16 @@ impl Handler<Dispatch> for ConnectionActor {
         let mut request = msg.request;
         let id = self.last_id + 1;
         stamp_id(&mut request, id.to_string())?;
-        let unsent = self.offer(Outgoing {
+        let outgoing = Outgoing {
             response_type: Some(request),
-        })?;
+        };
+        if let Some(limit) = self.max_message_bytes {
+            let size = outgoing.encoded_len();
+            if size > limit {
+                return Err(Error::MessageTooLarge { size, limit });
+            }
+        }
+        let unsent = self.offer(outgoing)?;
         self.last_id = id;
         let (tx, rx) = oneshot::channel();
         if unsent.is_some() {

@@ -27,6 +27,10 @@ pub enum Error {
     #[error("too many requests pending on this actor host connection (limit {limit})")]
     TooManyPending { limit: usize },
 
+    /// The request is larger than the app's stream may carry.
+    #[error("request of {size} bytes exceeds the stream's message limit of {limit} bytes")]
+    MessageTooLarge { size: usize, limit: usize },
+
     /// The app answered `request_failed` with a gRPC status code.
     #[error("actor host failed the request (code {code}): {message}")]
     AppFailed {

@@ -23,6 +23,7 @@ use tonic_health::ServingStatus;
 
 use crate::manager::{CloseAll, ManagerActor};
 use crate::proto::FILE_DESCRIPTOR_SET;
+use crate::service::oversize::OversizeLayer;
 use crate::service::{DaprService, TokenCheck};
 
 /// The service name gRPC health reports on, besides the server as a whole ("").
@@ -60,7 +61,7 @@ impl Default for GatewaySettings {
     fn default() -> Self {
         GatewaySettings {
             app_id: "callbackstream".into(),
-            max_message_bytes: 4 * 1024 * 1024,
+            max_message_bytes: crate::service::DEFAULT_MAX_MESSAGE_BYTES,
             keepalive_interval: Duration::from_secs(10),
             keepalive_timeout: Duration::from_secs(5),
             api_token: None,
@@ -94,7 +95,8 @@ pub async fn serve(
     let dapr = DaprService::new(manager.clone(), settings.app_id.clone())
         .with_shutdown(stopping.clone())
         .with_handshake_timeout(settings.handshake_timeout)
-        .into_server(settings.max_message_bytes);
+        .with_max_message_bytes(settings.max_message_bytes)
+        .into_server();
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -106,6 +108,7 @@ pub async fn serve(
     health.set_service_status("", ServingStatus::Serving).await;
 
     let mut server = Server::builder()
+        .layer(OversizeLayer)
         .http2_keepalive_interval(Some(settings.keepalive_interval))
         .http2_keepalive_timeout(Some(settings.keepalive_timeout));
     if let Some(tls) = &settings.tls {

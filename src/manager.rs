@@ -84,6 +84,19 @@ impl Actor for ManagerActor {
 #[rtype(result = "Connection")]
 pub struct Register {
     pub config: RegistrationConfig,
+    /// The largest message the stream can carry to the app; larger requests
+    /// are refused at dispatch instead of breaking the stream when written.
+    pub max_message_bytes: Option<usize>,
+}
+
+impl Register {
+    /// A registration with no message size limit of its own.
+    pub fn new(config: RegistrationConfig) -> Self {
+        Register {
+            config,
+            max_message_bytes: None,
+        }
+    }
 }
 
 /// The stream handler's side of a registered connection.
@@ -132,7 +145,7 @@ impl Handler<Register> for ManagerActor {
     fn handle(&mut self, msg: Register, ctx: &mut Self::Context) -> Self::Result {
         self.next_id += 1;
         let id = ConnectionId(self.next_id);
-        let (actor, outbox) = ConnectionActor::new(id, self.options);
+        let (actor, outbox) = ConnectionActor::new(id, self.options, msg.max_message_bytes);
         let addr = actor.start();
         let config = Arc::new(msg.config);
         for t in &config.actor_types {

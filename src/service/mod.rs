@@ -7,6 +7,7 @@
 
 pub mod auth;
 pub mod front_door;
+pub mod oversize;
 pub mod status;
 pub mod stream;
 
@@ -26,6 +27,9 @@ use crate::transport::Transport;
 
 pub use auth::TokenCheck;
 
+/// gRPC's customary message limit, which Dapr uses too.
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+
 /// The `Dapr` service over one manager.
 #[derive(Clone)]
 pub struct DaprService {
@@ -43,6 +47,7 @@ impl DaprService {
             stream: stream::StreamContext {
                 manager,
                 handshake_timeout: Duration::from_secs(30),
+                max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
                 shutdown: CancellationToken::new(),
             },
             app_id: app_id.into(),
@@ -61,12 +66,18 @@ impl DaprService {
         self
     }
 
-    /// The tonic server type, with inbound and outbound messages limited to
-    /// `max_message_bytes` (SPEC H5).
-    pub fn into_server(self, max_message_bytes: usize) -> DaprServer<Self> {
+    /// Limit every message received or sent to `bytes` (SPEC H5; default 4 MiB).
+    pub fn with_max_message_bytes(mut self, bytes: usize) -> Self {
+        self.stream.max_message_bytes = bytes;
+        self
+    }
+
+    /// The tonic server type, with the message limit applied both ways.
+    pub fn into_server(self) -> DaprServer<Self> {
+        let limit = self.stream.max_message_bytes;
         DaprServer::new(self)
-            .max_decoding_message_size(max_message_bytes)
-            .max_encoding_message_size(max_message_bytes)
+            .max_decoding_message_size(limit)
+            .max_encoding_message_size(limit)
     }
 }
 

@@ -17,7 +17,9 @@ pub fn to_status(err: Error) -> Status {
             Status::unavailable(message)
         }
         Error::DeadlineExceeded => Status::deadline_exceeded(message),
-        Error::TooManyPending { .. } => Status::resource_exhausted(message),
+        Error::TooManyPending { .. } | Error::MessageTooLarge { .. } => {
+            Status::resource_exhausted(message)
+        }
         Error::AppFailed { code, message, .. } => Status::new(app_code(code), message),
         Error::AppError { .. } => Status::unknown(message),
         Error::Protocol(_) => Status::internal(message),

@@ -34,6 +34,7 @@ use crate::proto::{
     SubscribeActorEventsRequestAlpha1, SubscribeActorEventsRequestInitialAlpha1,
     SubscribeActorEventsResponseInitialAlpha1,
 };
+use crate::service::oversize::is_oversize;
 
 /// SPEC H1's message for a stream that opens with anything else.
 pub const FIRST_MESSAGE: &str = "first message must be SubscribeActorEventsRequestInitialAlpha1";
@@ -44,6 +45,8 @@ pub struct StreamContext {
     pub manager: Addr<ManagerActor>,
     /// How long an app may take to send its `initial_request`.
     pub handshake_timeout: Duration,
+    /// The largest message a stream carries either way.
+    pub max_message_bytes: usize,
     /// Cancelled when the gateway shuts down.
     pub shutdown: CancellationToken,
 }
@@ -111,7 +114,10 @@ async fn register(ctx: &StreamContext, config: RegistrationConfig) -> Result<Con
     }
     let connection = ctx
         .manager
-        .send(Register { config })
+        .send(Register {
+            config,
+            max_message_bytes: Some(ctx.max_message_bytes),
+        })
         .await
         .map_err(|_| unavailable())?;
     // Shutdown closes every connection it can see; one registered just after
@@ -176,7 +182,7 @@ async fn read_loop(mut r: ReadLoop) {
 /// tonic reports an over-limit message as OUT_OF_RANGE; SPEC H5 (like
 /// grpc-go) calls it RESOURCE_EXHAUSTED.
 fn inbound_error(status: Status) -> Status {
-    if status.code() == Code::OutOfRange && status.message().contains("too large") {
+    if is_oversize(status.code(), status.message()) {
         Status::resource_exhausted(status.message().to_owned())
     } else {
         status

@@ -55,7 +55,7 @@ pub fn start_manager_with(options: ConnectionOptions) -> Addr<ManagerActor> {
 pub async fn register(manager: &Addr<ManagerActor>, types: &[&str]) -> Connection {
     let config = RegistrationConfig::hosting(types.iter().copied());
     manager
-        .send(Register { config })
+        .send(Register::new(config))
         .await
         .expect("manager alive")
 }
