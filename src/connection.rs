@@ -6,8 +6,8 @@
 //! gives up says so (`Forget`), and the manager ends it (`Stop`). Because one
 //! actor serialises all four, "a reply finds its caller" needs no locks.
 //!
-//! A request's life here: `Dispatch` stamps a fresh id, parks a oneshot sender
-//! under that id and puts the message in the outbox (or, when the outbox is
+//! A request's life here: `Dispatch` stamps the id the manager gave it, parks
+//! its oneshot sender under that id and puts the message in the outbox (or, when the outbox is
 //! full, in a FIFO of messages waiting for room). `Deliver` removes the entry
 //! whose id the reply echoes and completes the oneshot. The caller holds the
 //! receiving half as a [`PendingReply`].
@@ -77,9 +77,9 @@ pub struct ConnectionActor {
     /// The only long-lived sender of the outbox: when this actor stops the
     /// outbox closes, and that is what ends the stream's writer.
     outbox: mpsc::Sender<Outgoing>,
-    /// The last request id issued; ids are `1..=last_id`, never reused, so an
-    /// id at or below it that is not pending is a late reply, anything else a
-    /// stranger.
+    /// The highest request id seen; the manager numbers a connection's
+    /// requests `1, 2, 3...` and never reuses one, so an id at or below it
+    /// that is not pending is a late reply, anything else a stranger.
     last_id: u64,
     pending: HashMap<u64, Waiter>,
     /// Ids whose message is still waiting for outbox room, oldest first.
@@ -218,26 +218,58 @@ impl Actor for ConnectionActor {
     }
 }
 
-/// Hand a request to this connection: stamp an id on it, park a reply slot
-/// and queue it for the app.
+/// Hand a request to this connection: stamp its id on it, park its reply
+/// slot and queue it for the app. Any refusal goes to the reply slot too.
+///
+/// Sent with `do_send`, which ignores mailbox capacity. That is bounded all
+/// the same: each Dispatch belongs to one caller awaiting its `PendingReply`,
+/// so the mailbox holds at most one per caller, and `max_pending` caps what
+/// a connection keeps once it has read them.
 #[derive(Message)]
-#[rtype(result = "Result<PendingReply, Error>")]
+#[rtype(result = "()")]
 pub(crate) struct Dispatch {
+    /// Numbered by the manager, per connection, in the order it routes.
+    pub id: u64,
     pub request: ResponseType,
-    pub deadline: Option<Instant>,
+    pub reply: oneshot::Sender<Result<Reply, Error>>,
 }
 
 impl Handler<Dispatch> for ConnectionActor {
-    type Result = Result<PendingReply, Error>;
+    type Result = ();
 
-    fn handle(&mut self, msg: Dispatch, ctx: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, msg: Dispatch, ctx: &mut Self::Context) {
+        self.last_id = self.last_id.max(msg.id);
+        match self.admit(msg.id, msg.request, ctx) {
+            Ok(unsent) => {
+                self.pending.insert(
+                    msg.id,
+                    Waiter {
+                        reply: msg.reply,
+                        unsent,
+                    },
+                );
+            }
+            Err(e) => {
+                let _ = msg.reply.send(Err(e));
+            }
+        }
+    }
+}
+
+impl ConnectionActor {
+    /// Checks a request against this stream's limits, stamps `id` on it and
+    /// offers it to the outbox; returns it if it has to wait for room.
+    fn admit(
+        &mut self,
+        id: u64,
+        mut request: ResponseType,
+        ctx: &mut Context<Self>,
+    ) -> Result<Option<Outgoing>, Error> {
         if self.pending.len() >= self.options.max_pending {
             return Err(Error::TooManyPending {
                 limit: self.options.max_pending,
             });
         }
-        let mut request = msg.request;
-        let id = self.last_id + 1;
         stamp_id(&mut request, id.to_string())?;
         let outgoing = Outgoing {
             response_type: Some(request),
@@ -249,19 +281,11 @@ impl Handler<Dispatch> for ConnectionActor {
             }
         }
         let unsent = self.offer(outgoing)?;
-        self.last_id = id;
-        let (tx, rx) = oneshot::channel();
         if unsent.is_some() {
             self.queued.push_back(id);
             self.await_room(ctx);
         }
-        self.pending.insert(id, Waiter { reply: tx, unsent });
-        Ok(PendingReply::new(
-            id,
-            rx,
-            msg.deadline,
-            ctx.address().downgrade(),
-        ))
+        Ok(unsent)
     }
 }
 
@@ -383,7 +407,7 @@ pub struct PendingReply {
 }
 
 impl PendingReply {
-    fn new(
+    pub(crate) fn new(
         id: u64,
         rx: oneshot::Receiver<Result<Reply, Error>>,
         deadline: Option<Instant>,

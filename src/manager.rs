@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use log::info;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::config::RegistrationConfig;
@@ -40,6 +40,11 @@ pub struct ManagerActor {
 struct Entry {
     addr: Addr<ConnectionActor>,
     config: Arc<RegistrationConfig>,
+    /// The last request id given out on this connection. Numbering here,
+    /// where the route is chosen, lets `Send` answer at once: the caller holds
+    /// its id (to forget it if it gives up) without a round trip to the
+    /// connection. Only the manager routes, so ids stay unique per connection.
+    last_request: u64,
 }
 
 impl ManagerActor {
@@ -54,12 +59,13 @@ impl ManagerActor {
 
     /// The connection a request goes to (SPEC R2, R13): the newest that lists
     /// `actor_type`, else the newest of all.
-    fn route(&self, actor_type: Option<&str>) -> Option<&Entry> {
-        actor_type
+    fn route(&mut self, actor_type: Option<&str>) -> Option<&mut Entry> {
+        let id = actor_type
             .and_then(|t| self.by_type.get(t))
             .and_then(|ids| ids.last())
-            .and_then(|id| self.live.get(id))
-            .or_else(|| self.live.values().next_back())
+            .or_else(|| self.live.keys().next_back())
+            .copied()?;
+        self.live.get_mut(&id)
     }
 }
 
@@ -157,6 +163,7 @@ impl Handler<Register> for ManagerActor {
             Entry {
                 addr: addr.clone(),
                 config,
+                last_request: 0,
             },
         );
         MessageResult(Connection {
@@ -225,8 +232,10 @@ impl Handler<CloseAll> for ManagerActor {
 
 /// Send one request to an app and get a [`PendingReply`] for its answer.
 ///
-/// The manager stamps nothing itself: the chosen connection stamps the id.
-/// Fails at once with `NoConnection` when no app is registered (SPEC R1).
+/// Answers at once: with `NoConnection` when no app is registered (SPEC R1),
+/// else with the pending reply, while the chosen connection stamps the
+/// request's id on it and queues it. Refusals from the connection (limits)
+/// arrive through the pending reply.
 #[derive(Debug)]
 pub struct Send {
     request: ResponseType,
@@ -268,24 +277,22 @@ impl Message for Send {
 }
 
 impl Handler<Send> for ManagerActor {
-    type Result = ResponseFuture<Result<PendingReply, Error>>;
+    type Result = MessageResult<Send>;
 
     fn handle(&mut self, msg: Send, _: &mut Self::Context) -> Self::Result {
-        let route = self
-            .route(msg.actor_type.as_deref())
-            .map(|e| e.addr.clone());
-        let dispatch = Dispatch {
-            request: msg.request,
-            deadline: msg.deadline,
+        let Some(entry) = self.route(msg.actor_type.as_deref()) else {
+            return MessageResult(Err(Error::NoConnection));
         };
-        Box::pin(async move {
-            let addr = route.ok_or(Error::NoConnection)?;
-            // A connection that stopped between routing and dispatch is one
-            // that closed under the caller.
-            addr.send(dispatch)
-                .await
-                .unwrap_or_else(|_| Err(Error::disconnected()))
-        })
+        entry.last_request += 1;
+        let id = entry.last_request;
+        let (reply, rx) = oneshot::channel();
+        entry.addr.do_send(Dispatch {
+            id,
+            request: msg.request,
+            reply,
+        });
+        let connection = entry.addr.downgrade();
+        MessageResult(Ok(PendingReply::new(id, rx, msg.deadline, connection)))
     }
 }
 
