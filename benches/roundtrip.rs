@@ -8,7 +8,6 @@
 //! Everything runs on one actix system (a single-threaded tokio runtime), the
 //! way actors are used inside an actix application.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use actix::{Actor, Addr, System, SystemRunner};
@@ -21,6 +20,7 @@ use callbackstream::proto::subscribe_actor_events_response_alpha1::ResponseType;
 use callbackstream::transport::InvokeRequest;
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use futures::future::join_all;
+use rustc_hash::FxHashMap;
 use tokio::sync::{mpsc, oneshot};
 
 const ECHO: &str = "Echo";
@@ -123,8 +123,8 @@ async fn actor_call(manager: Addr<ManagerActor>) {
 
 type PlainReply = oneshot::Sender<RequestType>;
 
-/// The same work without actors: one router task owns the id counter and the
-/// pending map, a bounded outbox carries requests to the echo task, and
+/// The same work without actors (same map type, same id formatting): one
+/// router task owns the id counter and the pending map, a bounded outbox carries requests to the echo task, and
 /// replies come back on a channel to the router.
 fn plain_setup(system: &SystemRunner) -> mpsc::Sender<(ResponseType, PlainReply)> {
     system.block_on(async {
@@ -132,14 +132,14 @@ fn plain_setup(system: &SystemRunner) -> mpsc::Sender<(ResponseType, PlainReply)
         let (outbox, mut outbox_rx) = mpsc::channel::<ResponseType>(128);
         let (replies, mut reply_rx) = mpsc::channel::<RequestType>(1024);
         actix_rt::spawn(async move {
-            let mut pending: HashMap<u64, PlainReply> = HashMap::new();
+            let mut pending: FxHashMap<u64, PlainReply> = FxHashMap::default();
             let mut last = 0u64;
             loop {
                 tokio::select! {
                     Some((mut request, tx)) = request_rx.recv() => {
                         last += 1;
                         if let ResponseType::InvokeRequest(r) = &mut request {
-                            r.id = last.to_string();
+                            r.id = itoa::Buffer::new().format(last).to_owned();
                         }
                         pending.insert(last, tx);
                         let _ = outbox.send(request).await;

@@ -12,7 +12,7 @@
 //! whose id the reply echoes and completes the oneshot. The caller holds the
 //! receiving half as a [`PendingReply`].
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -23,6 +23,7 @@ use actix::WeakAddr;
 use actix::prelude::*;
 use log::debug;
 use prost::Message as _;
+use rustc_hash::FxHashMap;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, Sleep};
 
@@ -81,7 +82,9 @@ pub struct ConnectionActor {
     /// requests `1, 2, 3...` and never reuses one, so an id at or below it
     /// that is not pending is a late reply, anything else a stranger.
     last_id: u64,
-    pending: HashMap<u64, Waiter>,
+    /// Keyed by our own sequential ids (never by anything the app chose), so
+    /// a fast non-DoS-resistant hash is safe here.
+    pending: FxHashMap<u64, Waiter>,
     /// Ids whose message is still waiting for outbox room, oldest first.
     /// Invariant: every id here has a `pending` entry holding its message.
     queued: VecDeque<u64>,
@@ -110,7 +113,7 @@ impl ConnectionActor {
             max_message_bytes,
             outbox,
             last_id: 0,
-            pending: HashMap::new(),
+            pending: FxHashMap::default(),
             queued: VecDeque::new(),
             awaiting_room: false,
             strays: LogThrottle::new(Duration::from_secs(1)),
@@ -270,7 +273,7 @@ impl ConnectionActor {
                 limit: self.options.max_pending,
             });
         }
-        stamp_id(&mut request, id.to_string())?;
+        stamp_id(&mut request, itoa::Buffer::new().format(id).to_owned())?;
         let outgoing = Outgoing {
             response_type: Some(request),
         };
