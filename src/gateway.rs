@@ -49,6 +49,8 @@ pub struct GatewaySettings {
     pub shutdown_grace: Duration,
     /// How long an app may take to send its `initial_request`.
     pub handshake_timeout: Duration,
+    /// App streams served at once; more are refused with RESOURCE_EXHAUSTED.
+    pub max_streams: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -68,6 +70,7 @@ impl Default for GatewaySettings {
             tls: None,
             shutdown_grace: Duration::from_secs(5),
             handshake_timeout: Duration::from_secs(30),
+            max_streams: crate::service::DEFAULT_MAX_STREAMS,
         }
     }
 }
@@ -96,6 +99,7 @@ pub async fn serve(
         .with_shutdown(stopping.clone())
         .with_handshake_timeout(settings.handshake_timeout)
         .with_max_message_bytes(settings.max_message_bytes)
+        .with_max_streams(settings.max_streams)
         .into_server();
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)

@@ -28,6 +28,9 @@ pub struct ServeArgs {
     /// Unanswered requests one app stream may hold.
     #[arg(long, default_value_t = 16_384)]
     max_pending: usize,
+    /// App streams served at once.
+    #[arg(long, default_value_t = callbackstream::service::DEFAULT_MAX_STREAMS)]
+    max_streams: usize,
     /// Largest gRPC message accepted or sent.
     #[arg(long, default_value_t = 4 * 1024 * 1024)]
     max_message_bytes: usize,
@@ -69,6 +72,7 @@ pub async fn run(args: ServeArgs) -> CliResult {
             .zip(args.tls_key)
             .map(|(cert, key)| TlsFiles { cert, key }),
         shutdown_grace: args.shutdown_grace,
+        max_streams: args.max_streams,
         ..GatewaySettings::default()
     };
     gateway::serve(settings, actors.manager(), listener, stop_signal()).await?;

@@ -30,6 +30,11 @@ pub use auth::TokenCheck;
 /// gRPC's customary message limit, which Dapr uses too.
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 
+/// App streams served at once unless configured otherwise: far more apps
+/// than one sidecar normally serves, yet a ceiling on what a runaway client
+/// can make us hold (each stream costs a connection actor and two tasks).
+pub const DEFAULT_MAX_STREAMS: usize = 10_000;
+
 /// The `Dapr` service over one manager.
 #[derive(Clone)]
 pub struct DaprService {
@@ -48,6 +53,7 @@ impl DaprService {
                 manager,
                 handshake_timeout: Duration::from_secs(30),
                 max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+                stream_slots: stream::StreamSlots::new(DEFAULT_MAX_STREAMS),
                 shutdown: CancellationToken::new(),
             },
             app_id: app_id.into(),
@@ -63,6 +69,13 @@ impl DaprService {
     /// How long an app may take to send its `initial_request` (default 30 s).
     pub fn with_handshake_timeout(mut self, timeout: Duration) -> Self {
         self.stream.handshake_timeout = timeout;
+        self
+    }
+
+    /// Serve at most `streams` app streams at once (default 10,000); more are
+    /// refused with RESOURCE_EXHAUSTED.
+    pub fn with_max_streams(mut self, streams: usize) -> Self {
+        self.stream.stream_slots = stream::StreamSlots::new(streams);
         self
     }
 

@@ -15,13 +15,14 @@
 //! fails its in-flight requests (R5) and leaves nothing behind.
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use actix::Addr;
 use futures::Stream;
 use log::{debug, info, warn};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tonic::{Code, Status, Streaming};
 
@@ -47,6 +48,7 @@ pub struct StreamContext {
     pub handshake_timeout: Duration,
     /// The largest message a stream carries either way.
     pub max_message_bytes: usize,
+    pub stream_slots: StreamSlots,
     /// Cancelled when the gateway shuts down.
     pub shutdown: CancellationToken,
 }
@@ -59,6 +61,8 @@ pub async fn serve(
     ctx: &StreamContext,
     mut inbound: Streaming<SubscribeActorEventsRequestAlpha1>,
 ) -> Result<OutboundStream, Status> {
+    // Taken before the handshake, so streams that never register count too.
+    let slot = ctx.stream_slots.take()?;
     let init = handshake(&mut inbound, ctx.handshake_timeout).await?;
     let config =
         RegistrationConfig::try_from(init).map_err(|e| Status::invalid_argument(e.to_string()))?;
@@ -77,6 +81,7 @@ pub async fn serve(
         stream: inbound,
         deliver_to,
         closer,
+        _slot: slot,
         end: end_tx,
         writer_alive: alive_rx,
     }));
@@ -128,6 +133,29 @@ async fn register(ctx: &StreamContext, config: RegistrationConfig) -> Result<Con
     Ok(connection)
 }
 
+/// The places for app streams: one is held for each stream from its first
+/// byte until its reader ends.
+#[derive(Clone)]
+pub struct StreamSlots {
+    limit: usize,
+    free: Arc<Semaphore>,
+}
+
+impl StreamSlots {
+    pub fn new(limit: usize) -> Self {
+        StreamSlots {
+            limit,
+            free: Arc::new(Semaphore::new(limit.min(Semaphore::MAX_PERMITS))),
+        }
+    }
+
+    fn take(&self) -> Result<OwnedSemaphorePermit, Status> {
+        self.free.clone().try_acquire_owned().map_err(|_| {
+            Status::resource_exhausted(format!("too many actor streams (limit {})", self.limit))
+        })
+    }
+}
+
 fn ack() -> Outgoing {
     Outgoing {
         response_type: Some(ResponseType::InitialResponse(
@@ -142,6 +170,8 @@ struct ReadLoop {
     deliver_to: Inbound,
     /// Closes the connection when the reader ends, however it ends.
     closer: Closer,
+    /// Frees this stream's place when the reader ends.
+    _slot: OwnedSemaphorePermit,
     /// The status the writer should end the stream with, if not OK.
     end: oneshot::Sender<Status>,
     /// Resolves once the writer is gone.
