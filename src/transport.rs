@@ -81,9 +81,8 @@ impl Transport {
         request: InvokeRequest,
         deadline: Option<Instant>,
     ) -> Result<InvokeReply, Error> {
-        let actor_type = request.actor_type.clone();
         let reply = self
-            .typed(actor_type, ResponseType::InvokeRequest(request), deadline)
+            .typed(ResponseType::InvokeRequest(request), deadline)
             .await?;
         match reply {
             RequestType::InvokeResponse(r) if r.error => Err(Error::AppError {
@@ -104,9 +103,8 @@ impl Transport {
         request: ReminderRequest,
         deadline: Option<Instant>,
     ) -> Result<FireOutcome, Error> {
-        let actor_type = request.actor_type.clone();
         let reply = self
-            .typed(actor_type, ResponseType::ReminderRequest(request), deadline)
+            .typed(ResponseType::ReminderRequest(request), deadline)
             .await?;
         match reply {
             RequestType::ReminderResponse(r) => Ok(outcome(r.cancel)),
@@ -120,9 +118,8 @@ impl Transport {
         request: TimerRequest,
         deadline: Option<Instant>,
     ) -> Result<FireOutcome, Error> {
-        let actor_type = request.actor_type.clone();
         let reply = self
-            .typed(actor_type, ResponseType::TimerRequest(request), deadline)
+            .typed(ResponseType::TimerRequest(request), deadline)
             .await?;
         match reply {
             RequestType::TimerResponse(r) => Ok(outcome(r.cancel)),
@@ -136,13 +133,8 @@ impl Transport {
         request: DeactivateRequest,
         deadline: Option<Instant>,
     ) -> Result<(), Error> {
-        let actor_type = request.actor_type.clone();
         let reply = self
-            .typed(
-                actor_type,
-                ResponseType::DeactivateRequest(request),
-                deadline,
-            )
+            .typed(ResponseType::DeactivateRequest(request), deadline)
             .await?;
         match reply {
             RequestType::DeactivateResponse(_) => Ok(()),
@@ -150,12 +142,20 @@ impl Transport {
         }
     }
 
+    /// Sends `request` routed by the actor type it carries (SPEC R13).
     async fn typed(
         &self,
-        actor_type: String,
         request: ResponseType,
         deadline: Option<Instant>,
     ) -> Result<Reply, Error> {
+        let actor_type = match &request {
+            ResponseType::InvokeRequest(r) => &r.actor_type,
+            ResponseType::ReminderRequest(r) => &r.actor_type,
+            ResponseType::TimerRequest(r) => &r.actor_type,
+            ResponseType::DeactivateRequest(r) => &r.actor_type,
+            ResponseType::InitialResponse(_) => "",
+        }
+        .to_owned();
         let mut send = Send::new(request).for_type(actor_type);
         if let Some(deadline) = deadline {
             send = send.deadline(deadline);
