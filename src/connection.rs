@@ -394,6 +394,32 @@ impl Handler<Stats> for ConnectionActor {
     }
 }
 
+/// Hands the app's messages to its connection. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Inbound(Addr<ConnectionActor>);
+
+impl Inbound {
+    pub(crate) fn new(connection: Addr<ConnectionActor>) -> Self {
+        Inbound(connection)
+    }
+
+    /// Deliver one message from the app. Waits only when the connection's
+    /// mailbox is full, which slows the reader instead of growing a queue.
+    pub async fn deliver(&self, msg: SubscribeActorEventsRequestAlpha1) -> Result<(), Error> {
+        match self.0.try_send(Deliver(msg)) {
+            Ok(()) => Ok(()),
+            Err(SendError::Full(msg)) => self.0.send(msg).await.map_err(|_| Error::disconnected()),
+            Err(SendError::Closed(_)) => Err(Error::disconnected()),
+        }
+    }
+
+    /// How much the connection holds right now.
+    pub async fn stats(&self) -> ConnectionStats {
+        // A stopped connection holds nothing.
+        self.0.send(Stats).await.unwrap_or_default()
+    }
+}
+
 /// The caller's side of one request: resolves to the app's reply, to
 /// `Disconnected` when the connection closes first, or to `DeadlineExceeded`.
 ///

@@ -18,12 +18,12 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::config::RegistrationConfig;
+pub use crate::connection::Inbound;
 use crate::connection::{
-    ConnectionActor, ConnectionId, ConnectionOptions, ConnectionStats, Deliver, Dispatch, Outgoing,
-    PendingReply, Stats, Stop, deadline_in,
+    ConnectionActor, ConnectionId, ConnectionOptions, Dispatch, Outgoing, PendingReply, Stats,
+    Stop, deadline_in,
 };
 use crate::error::{DISCONNECTED, Error};
-use crate::proto::SubscribeActorEventsRequestAlpha1;
 use crate::proto::subscribe_actor_events_response_alpha1::ResponseType;
 
 /// Owns the set of live connections. Start one per gateway, in an actix system.
@@ -168,7 +168,7 @@ impl Handler<Register> for ManagerActor {
         );
         MessageResult(Connection {
             id,
-            inbound: Inbound(addr),
+            inbound: Inbound::new(addr),
             outbox,
             closer: Closer {
                 id,
@@ -346,28 +346,6 @@ impl Handler<Describe> for ManagerActor {
             connections: self.live.keys().copied().collect(),
             actor_types,
         })
-    }
-}
-
-/// Hands the app's messages to its connection. Cheap to clone.
-#[derive(Debug, Clone)]
-pub struct Inbound(Addr<ConnectionActor>);
-
-impl Inbound {
-    /// Deliver one message from the app. Waits only when the connection's
-    /// mailbox is full, which slows the reader instead of growing a queue.
-    pub async fn deliver(&self, msg: SubscribeActorEventsRequestAlpha1) -> Result<(), Error> {
-        match self.0.try_send(Deliver(msg)) {
-            Ok(()) => Ok(()),
-            Err(SendError::Full(msg)) => self.0.send(msg).await.map_err(|_| Error::disconnected()),
-            Err(SendError::Closed(_)) => Err(Error::disconnected()),
-        }
-    }
-
-    /// How much the connection holds right now.
-    pub async fn stats(&self) -> ConnectionStats {
-        // A stopped connection holds nothing.
-        self.0.send(Stats).await.unwrap_or_default()
     }
 }
 
