@@ -224,10 +224,12 @@ impl Actor for ConnectionActor {
 /// Hand a request to this connection: stamp its id on it, park its reply
 /// slot and queue it for the app. Any refusal goes to the reply slot too.
 ///
-/// Sent with `do_send`, which ignores mailbox capacity. That is bounded all
-/// the same: each Dispatch belongs to one caller awaiting its `PendingReply`,
-/// so the mailbox holds at most one per caller, and `max_pending` caps what
-/// a connection keeps once it has read them.
+/// Sent with `do_send`, which ignores mailbox capacity. The backlog is
+/// bounded by the callers all the same: a caller has one `Send` in flight,
+/// the manager answers each at once, and the manager and its connections share
+/// one actor thread, whose mailboxes are drained in turn; so what waits here
+/// is at most about one manager batch of Dispatch/Forget pairs, and
+/// `max_pending` caps what a connection keeps once it has read them.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub(crate) struct Dispatch {

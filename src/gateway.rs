@@ -29,6 +29,9 @@ use crate::service::{DaprService, TokenCheck};
 /// The service name gRPC health reports on, besides the server as a whole ("").
 const SERVICE_NAME: &str = "dapr.proto.runtime.v1.Dapr";
 
+/// Concurrent gRPC calls (streams) one HTTP/2 connection may carry.
+const MAX_CALLS_PER_CONNECTION: u32 = 1024;
+
 /// Why in-flight requests fail when the gateway stops.
 pub const SHUTDOWN_CAUSE: &str = "gateway is shutting down";
 
@@ -113,6 +116,9 @@ pub async fn serve(
 
     let mut server = Server::builder()
         .layer(OversizeLayer)
+        // tonic would otherwise lift hyper's per-connection default (200) to
+        // unlimited; every open call holds memory, so keep a ceiling.
+        .max_concurrent_streams(Some(MAX_CALLS_PER_CONNECTION))
         .http2_keepalive_interval(Some(settings.keepalive_interval))
         .http2_keepalive_timeout(Some(settings.keepalive_timeout));
     if let Some(tls) = &settings.tls {

@@ -11,13 +11,17 @@
 //! See docs/architecture.md for how a request travels through them.
 
 pub mod apphost;
+pub mod baseline;
+pub mod chaos;
 pub mod config;
 pub mod connection;
 pub mod error;
 pub mod gateway;
+pub mod hosted;
 pub mod load;
 pub mod log_throttle;
 pub mod manager;
+pub mod procstat;
 pub mod proto;
 pub mod runtime;
 pub mod service;

@@ -1,11 +1,22 @@
 //! A load generator for the front door: C concurrent callers invoking actor
 //! methods through a gateway, with latencies in an HDR histogram. The demo
 //! and the bench drive it.
+//!
+//! The callers share a pool of channels, caller `i` on channel `i mod pool`:
+//! the pool's size decides how many HTTP/2 connections the load arrives on,
+//! which matters as much as the number of callers (one connection is
+//! served by one task on each side). A [`Progress`] counter lets a watcher
+//! see the calls as they complete, and [`LoadReport::summary`] is the
+//! report in a form serde can print.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
+use serde::Serialize;
+use tokio::task::JoinSet;
 use tonic::transport::Channel;
 use tonic::{Code, Request};
 
@@ -19,12 +30,33 @@ pub struct LoadSpec {
     /// Stop after this long, or after `max_calls` in total, whichever first.
     pub duration: Duration,
     pub max_calls: Option<u64>,
+    /// Request payload size; a payload is never shorter than the tag that
+    /// makes it unique (`caller:call:`).
     pub payload_bytes: usize,
-    pub actor_type: String,
+    /// Calls go round these actor types (one per echo app, so that each app
+    /// gets its share: a type is routed to the newest app hosting it).
+    pub actor_types: Vec<String>,
     /// Calls spread over this many actor ids.
     pub actor_ids: usize,
     /// Each call's gRPC deadline.
     pub call_timeout: Duration,
+}
+
+/// Calls completed so far, shared with whoever watches a run.
+#[derive(Debug, Default)]
+pub struct Progress {
+    calls: AtomicU64,
+}
+
+impl Progress {
+    /// Calls completed (successful or not) so far.
+    pub fn calls(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
+    }
+
+    fn add_call(&self) {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// What happened.
@@ -40,7 +72,38 @@ pub struct LoadReport {
     pub wrong_replies: u64,
 }
 
+/// A [`LoadReport`] as plain figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct LoadSummary {
+    pub elapsed_s: f64,
+    pub calls: u64,
+    pub ok: u64,
+    pub errors: BTreeMap<String, u64>,
+    pub wrong_replies: u64,
+    pub calls_per_sec: f64,
+    pub latency_us: Percentiles,
+}
+
+/// Latency of the successful calls, in microseconds.
+#[derive(Debug, Clone, Serialize)]
+pub struct Percentiles {
+    pub p50: u64,
+    pub p90: u64,
+    pub p99: u64,
+    pub max: u64,
+}
+
 impl LoadReport {
+    fn empty() -> Self {
+        LoadReport {
+            elapsed: Duration::ZERO,
+            ok: 0,
+            errors: BTreeMap::new(),
+            latency_us: new_histogram(),
+            wrong_replies: 0,
+        }
+    }
+
     pub fn calls(&self) -> u64 {
         self.ok + self.errors.values().sum::<u64>()
     }
@@ -53,42 +116,70 @@ impl LoadReport {
     pub fn percentile_us(&self, p: f64) -> u64 {
         self.latency_us.value_at_quantile(p / 100.0)
     }
+
+    pub fn summary(&self) -> LoadSummary {
+        LoadSummary {
+            elapsed_s: self.elapsed.as_secs_f64(),
+            calls: self.calls(),
+            ok: self.ok,
+            errors: self.errors.clone(),
+            wrong_replies: self.wrong_replies,
+            calls_per_sec: self.calls_per_sec(),
+            latency_us: Percentiles {
+                p50: self.percentile_us(50.0),
+                p90: self.percentile_us(90.0),
+                p99: self.percentile_us(99.0),
+                max: self.latency_us.max(),
+            },
+        }
+    }
+
+    fn merge(&mut self, part: LoadReport) {
+        self.ok += part.ok;
+        self.wrong_replies += part.wrong_replies;
+        for (code, n) in part.errors {
+            *self.errors.entry(code).or_default() += n;
+        }
+        // Both histograms have the same bounds, so adding cannot fail.
+        let _ = self.latency_us.add(&part.latency_us);
+    }
 }
 
-/// Runs `spec` against the gateway behind `channel`.
+/// Runs `spec` against the gateway behind `channel`, all callers on it.
 pub async fn run(channel: Channel, spec: LoadSpec) -> LoadReport {
+    run_on(&[channel], spec, &Arc::default()).await
+}
+
+/// Runs `spec` with the callers spread over `pool`, counting each finished
+/// call in `progress`. An empty pool runs no call.
+pub async fn run_on(pool: &[Channel], spec: LoadSpec, progress: &Arc<Progress>) -> LoadReport {
     let started = Instant::now();
     let stop_at = started + spec.duration;
-    let per_caller = spec
-        .max_calls
-        .map(|n| n.div_ceil(spec.callers.max(1) as u64));
-    let callers: Vec<_> = (0..spec.callers.max(1))
-        .map(|caller| {
-            let client = DaprClient::new(channel.clone());
-            tokio::spawn(caller_loop(
-                client,
-                spec.clone(),
-                caller,
-                stop_at,
-                per_caller,
-            ))
-        })
-        .collect();
-    let mut report = LoadReport {
-        elapsed: Duration::ZERO,
-        ok: 0,
-        errors: BTreeMap::new(),
-        latency_us: new_histogram(),
-        wrong_replies: 0,
+    let callers = if pool.is_empty() {
+        0
+    } else {
+        spec.callers.max(1)
     };
-    for c in callers {
-        if let Ok(part) = c.await {
-            report.ok += part.ok;
-            report.wrong_replies += part.wrong_replies;
-            for (code, n) in part.errors {
-                *report.errors.entry(code).or_default() += n;
-            }
-            let _ = report.latency_us.add(&part.latency_us);
+    let per_caller = spec.max_calls.map(|n| n.div_ceil(callers.max(1) as u64));
+    // A JoinSet aborts the callers if this future is dropped (an interrupted bench).
+    let mut tasks = JoinSet::new();
+    for caller in 0..callers {
+        let client = DaprClient::new(pool[caller % pool.len()].clone());
+        tasks.spawn(caller_loop(
+            client,
+            spec.clone(),
+            caller,
+            Limits {
+                stop_at,
+                max_calls: per_caller,
+            },
+            progress.clone(),
+        ));
+    }
+    let mut report = LoadReport::empty();
+    while let Some(part) = tasks.join_next().await {
+        if let Ok(part) = part {
+            report.merge(part);
         }
     }
     report.elapsed = started.elapsed();
@@ -99,26 +190,27 @@ fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds")
 }
 
+/// When one caller stops.
+struct Limits {
+    stop_at: Instant,
+    max_calls: Option<u64>,
+}
+
 async fn caller_loop(
     mut client: DaprClient<Channel>,
     spec: LoadSpec,
     caller: usize,
-    stop_at: Instant,
-    max_calls: Option<u64>,
+    limits: Limits,
+    progress: Arc<Progress>,
 ) -> LoadReport {
-    let mut part = LoadReport {
-        elapsed: Duration::ZERO,
-        ok: 0,
-        errors: BTreeMap::new(),
-        latency_us: new_histogram(),
-        wrong_replies: 0,
-    };
+    let mut part = LoadReport::empty();
     let mut n: u64 = 0;
-    while Instant::now() < stop_at && max_calls.is_none_or(|m| n < m) {
+    while Instant::now() < limits.stop_at && limits.max_calls.is_none_or(|m| n < m) {
         let data = payload(caller, n, spec.payload_bytes);
+        let turn = caller + n as usize;
         let mut request = Request::new(InvokeActorRequest {
-            actor_type: spec.actor_type.clone(),
-            actor_id: format!("actor-{}", (caller + n as usize) % spec.actor_ids.max(1)),
+            actor_type: pick(&spec.actor_types, turn),
+            actor_id: format!("actor-{}", turn % spec.actor_ids.max(1)),
             method: "echo".into(),
             data: data.clone(),
             metadata: Default::default(),
@@ -133,11 +225,26 @@ async fn caller_loop(
                     part.wrong_replies += 1;
                 }
             }
-            Err(status) => *part.errors.entry(code_name(status.code())).or_default() += 1,
+            Err(status) => {
+                *part.errors.entry(code_name(status.code())).or_default() += 1;
+                // A gateway that is gone fails calls without waiting; yield
+                // so such a loop cannot hold its worker until the deadline.
+                tokio::task::yield_now().await;
+            }
         }
+        progress.add_call();
         n += 1;
     }
     part
+}
+
+/// The `turn`th of `types`, round robin; none given is an empty type, which
+/// the gateway refuses, so the mistake shows as errors rather than a panic.
+fn pick(types: &[String], turn: usize) -> String {
+    types
+        .get(turn % types.len().max(1))
+        .cloned()
+        .unwrap_or_default()
 }
 
 /// A payload unique to (caller, call) so a reply delivered to the wrong caller

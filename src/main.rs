@@ -1,4 +1,4 @@
-//! `callbackstream`: run the gateway, call an actor through it, or see it work.
+//! `callbackstream`: run the gateway, call an actor through it, see it work, or measure it.
 
 mod cli;
 
@@ -24,6 +24,10 @@ enum Command {
     Invoke(cli::invoke::InvokeArgs),
     /// Run a gateway, an echo app and a short load in one process.
     Demo(cli::demo::DemoArgs),
+    /// Measure a gateway: throughput, latency, CPU per call, memory per app stream.
+    Bench(cli::bench::BenchArgs),
+    /// Run the chaos workload against an in-process gateway and watch RSS.
+    Soak(cli::soak::SoakArgs),
 }
 
 fn main() -> ExitCode {
@@ -44,6 +48,8 @@ fn main() -> ExitCode {
             Command::Serve(args) => cli::serve::run(args).await,
             Command::Invoke(args) => cli::invoke::run(args).await,
             Command::Demo(args) => cli::demo::run(args).await,
+            Command::Bench(args) => cli::bench::run(args).await,
+            Command::Soak(args) => cli::soak::run(args).await,
         }
     });
     match result {

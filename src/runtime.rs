@@ -15,6 +15,9 @@ use actix::{Actor, Addr, System};
 use crate::connection::ConnectionOptions;
 use crate::manager::ManagerActor;
 
+/// The actor thread's name (the bench counts its CPU time by it).
+pub const THREAD_NAME: &str = "callbackstream-actors";
+
 /// A running actix system hosting one [`ManagerActor`].
 pub struct ActorRuntime {
     manager: Addr<ManagerActor>,
@@ -27,7 +30,7 @@ impl ActorRuntime {
     pub fn start(options: ConnectionOptions) -> io::Result<Self> {
         let (tx, rx) = std_mpsc::channel();
         let thread = std::thread::Builder::new()
-            .name("callbackstream-actors".into())
+            .name(THREAD_NAME.into())
             .spawn(move || {
                 let system = System::new();
                 system.block_on(async {

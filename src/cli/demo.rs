@@ -1,19 +1,18 @@
 //! `callbackstream demo`: a gateway, an echo app dialing it over real gRPC,
 //! and a short load, all in one process, so one command shows the product.
+//! The gateway runs on a runtime of its own, as the bench runs it.
 
 use std::process::ExitCode;
 use std::time::Duration;
 
 use callbackstream::apphost::{AppHost, AppHostOptions};
 use callbackstream::connection::ConnectionOptions;
-use callbackstream::gateway::{self, GatewaySettings};
+use callbackstream::gateway::GatewaySettings;
+use callbackstream::hosted::HostedGateway;
 use callbackstream::load::{self, LoadSpec};
 use callbackstream::proto::GetMetadataRequest;
 use callbackstream::proto::dapr_client::DaprClient;
-use callbackstream::runtime::ActorRuntime;
 use clap::Args;
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 use tonic::transport::{Channel, Endpoint};
 
 use super::{CliResult, duration};
@@ -34,23 +33,14 @@ pub struct DemoArgs {
 }
 
 pub async fn run(args: DemoArgs) -> CliResult {
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let actors = ActorRuntime::start(ConnectionOptions::default())?;
-    let stop = CancellationToken::new();
     let settings = GatewaySettings {
         app_id: "demo".into(),
         ..GatewaySettings::default()
     };
-    let server = tokio::spawn(gateway::serve(
-        settings,
-        actors.manager(),
-        listener,
-        stop.clone().cancelled_owned(),
-    ));
-    println!("gateway listening on {addr}");
+    let gateway = HostedGateway::start(settings, ConnectionOptions::default())?;
+    println!("gateway listening on {}", gateway.server().addr());
 
-    let channel = Endpoint::from_shared(format!("http://{addr}"))?
+    let channel = Endpoint::from_shared(gateway.server().url())?
         .connect()
         .await?;
     let app = AppHost::connect(channel.clone(), AppHostOptions::echo([ACTOR_TYPE])).await?;
@@ -78,14 +68,16 @@ pub async fn run(args: DemoArgs) -> CliResult {
         report.latency_us.max()
     );
 
-    stop.cancel();
+    gateway.stop();
     let ended = app.finished().await;
     println!(
         "shutdown: the app's stream ended with {:?}",
         ended.map_err(|s| s.code())
     );
-    server.await??;
-    actors.stop();
+    gateway
+        .finished()
+        .await
+        .map_err(|e| e as Box<dyn std::error::Error>)?;
     let clean = report.ok > 0 && report.calls() == report.ok && report.wrong_replies == 0;
     Ok(if clean {
         ExitCode::SUCCESS
@@ -100,7 +92,7 @@ fn spec(args: &DemoArgs) -> LoadSpec {
         duration: args.duration,
         max_calls: None,
         payload_bytes: args.payload,
-        actor_type: ACTOR_TYPE.into(),
+        actor_types: vec![ACTOR_TYPE.into()],
         actor_ids: 1000,
         call_timeout: Duration::from_secs(5),
     }

@@ -1,8 +1,10 @@
 //! The subcommands of the `callbackstream` binary, one per file.
 
+pub mod bench;
 pub mod demo;
 pub mod invoke;
 pub mod serve;
+pub mod soak;
 
 /// What a subcommand returns: an exit code, or an error to print.
 pub type CliResult = Result<std::process::ExitCode, Box<dyn std::error::Error>>;

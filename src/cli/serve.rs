@@ -55,6 +55,7 @@ pub struct ServeArgs {
 }
 
 pub async fn run(args: ServeArgs) -> CliResult {
+    let stop = stop_signal()?;
     let listen = args.listen.unwrap_or_else(default_listen);
     let listener = TcpListener::bind(listen).await?;
     let actors = ActorRuntime::start(ConnectionOptions {
@@ -75,7 +76,7 @@ pub async fn run(args: ServeArgs) -> CliResult {
         max_streams: args.max_streams,
         ..GatewaySettings::default()
     };
-    gateway::serve(settings, actors.manager(), listener, stop_signal()).await?;
+    gateway::serve(settings, actors.manager(), listener, stop).await?;
     actors.stop();
     Ok(ExitCode::SUCCESS)
 }
@@ -89,12 +90,17 @@ fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
 }
 
-/// Resolves on the first SIGINT or SIGTERM.
-async fn stop_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("SIGTERM handler can be installed");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => info!("SIGINT received"),
-        _ = term.recv() => info!("SIGTERM received"),
-    }
+/// Resolves on the first SIGINT or SIGTERM. The handlers are installed here,
+/// before the listener binds: a signal that arrives as soon as the port
+/// answers must already mean "stop cleanly", not the default "die".
+fn stop_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut term = signal(SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            _ = int.recv() => info!("SIGINT received"),
+            _ = term.recv() => info!("SIGTERM received"),
+        }
+    })
 }

@@ -20,11 +20,30 @@ pub fn to_status(err: Error) -> Status {
         Error::TooManyPending { .. } | Error::MessageTooLarge { .. } => {
             Status::resource_exhausted(message)
         }
-        Error::AppFailed { code, message, .. } => Status::new(app_code(code), message),
+        Error::AppFailed { code, message, .. } => Status::new(app_code(code), bounded(message)),
         Error::AppError { .. } => Status::unknown(message),
         Error::Protocol(_) => Status::internal(message),
         Error::InvalidRegistration(_) => Status::invalid_argument(message),
     }
+}
+
+/// The longest app failure message passed on, in bytes. It travels in the
+/// caller's `grpc-message` header, and HTTP/2 clients refuse header lists
+/// beyond ~16 KiB by tearing down the whole connection, failing the
+/// caller's other calls too. An app's message is for humans: 1 KiB is plenty.
+pub const MAX_APP_MESSAGE_BYTES: usize = 1024;
+
+fn bounded(mut message: String) -> String {
+    const CUT: &str = "... (truncated)";
+    if message.len() > MAX_APP_MESSAGE_BYTES {
+        let mut end = MAX_APP_MESSAGE_BYTES - CUT.len();
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        message.truncate(end);
+        message.push_str(CUT);
+    }
+    message
 }
 
 /// The app's status code as it sent it; codes outside 1..=16 are not statuses
@@ -40,6 +59,14 @@ fn app_code(code: u32) -> Code {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_app_messages_are_cut_at_a_char_boundary() {
+        assert_eq!(bounded("short".into()), "short");
+        let long = bounded("é".repeat(5000));
+        assert!(long.len() <= MAX_APP_MESSAGE_BYTES, "{}", long.len());
+        assert!(long.ends_with("... (truncated)"));
+    }
 
     #[test]
     fn app_codes_pass_through_and_strangers_become_unknown() {

@@ -122,6 +122,15 @@ impl TestGateway {
         .await;
     }
 
+    /// Waits until no stream is registered and nothing is pending: what must
+    /// hold once every app stream has ended (SPEC H3, R4, R5).
+    pub async fn wait_until_idle(&self) {
+        eventually("an empty registry and nothing pending", || async {
+            self.describe().await.connections.is_empty() && self.pending().await == 0
+        })
+        .await;
+    }
+
     /// Starts shutdown (as SIGTERM would) and waits for the server to return.
     pub async fn shutdown(self) -> Result<(), GatewayError> {
         self.stop.cancel();
@@ -136,6 +145,38 @@ impl TestGateway {
     pub async fn server_result(self) -> Result<(), GatewayError> {
         self.server.await.unwrap()
     }
+}
+
+/// Panics so far on the threads gateway code runs on (tokio's workers, the
+/// actor thread, actix arbiters), counted from the first [`watch_panics`].
+/// The tests' own assertions run on their test threads and are not counted;
+/// tasks a test spawns do run on the workers, so they report instead of
+/// panicking.
+static SERVER_PANICS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Installs (once per test binary) a panic hook that counts panics on the
+/// gateway's threads, keeping the default report.
+pub fn watch_panics() {
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let thread = std::thread::current();
+            let name = thread.name().unwrap_or("");
+            let gateway_thread = name.starts_with("tokio-runtime-worker")
+                || name.starts_with(callbackstream::runtime::THREAD_NAME)
+                || name.starts_with("actix");
+            if gateway_thread {
+                SERVER_PANICS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+            previous(info);
+        }));
+    });
+}
+
+/// Panics counted by [`watch_panics`] so far.
+pub fn server_panics() -> usize {
+    SERVER_PANICS.load(std::sync::atomic::Ordering::SeqCst)
 }
 
 /// Polls `check` until it holds; panics naming `what` after [`PROMPTLY`].

@@ -1,0 +1,282 @@
+//! `callbackstream bench`: what a callback through the gateway costs, in
+//! throughput, latency, CPU per call and memory per app stream.
+//!
+//! Two modes, one per file: `load` (the default: echo apps, C callers, a
+//! timed run, optionally beside a unary-echo baseline) and `idle` (`--idle
+//! N`: N idle app streams and the gateway's memory); `child` starts the
+//! separate gateway process the idle mode measures. This file holds the
+//! arguments and what both modes share: opening app streams and caller
+//! connections, and the progress line.
+//!
+//! Every wait is bounded (connects, each call's deadline, shutdowns), and
+//! Ctrl-C drops the run: in-process servers stop and a child gateway is
+//! killed on the way out.
+
+mod child;
+mod idle;
+mod load;
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use callbackstream::apphost::{AppHost, AppHostOptions};
+use clap::{Args, ValueEnum};
+use futures::{StreamExt, TryStreamExt};
+use tokio::task::JoinHandle;
+use tonic::transport::{Channel, Endpoint};
+
+use super::{CliResult, duration};
+
+/// An error a bench step can end with.
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// How long opening one connection or one app stream may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Connections or streams being opened at once: enough to open thousands in
+/// seconds, few enough not to overrun the gateway's accept backlog.
+const OPENING_AT_ONCE: usize = 64;
+
+/// How long closing the app streams may take before they are dropped.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// A running gateway to measure [default: start one in this process].
+    #[arg(long)]
+    addr: Option<String>,
+    /// The pid of the gateway at --addr, to report its CPU time and memory.
+    #[arg(long, requires = "addr")]
+    pid: Option<u32>,
+    /// Echo app streams, each on its own connection and hosting its own actor type.
+    #[arg(long, default_value_t = 1, value_parser = at_least_one)]
+    apps: usize,
+    /// Concurrent callers.
+    #[arg(long, default_value_t = 64, value_parser = at_least_one)]
+    callers: usize,
+    /// HTTP/2 connections the callers share, round robin [default: one per caller].
+    #[arg(long, value_parser = at_least_one)]
+    caller_connections: Option<usize>,
+    /// How long each measured run lasts.
+    #[arg(long, default_value = "10s", value_parser = duration)]
+    duration: Duration,
+    /// Load run before each measured run, not counted.
+    #[arg(long, default_value = "1s", value_parser = duration)]
+    warmup: Duration,
+    /// Request payload size in bytes.
+    #[arg(long, default_value_t = 64)]
+    payload: usize,
+    /// Actor ids the calls are spread over.
+    #[arg(long, default_value_t = 1000, value_parser = at_least_one)]
+    actor_ids: usize,
+    /// Each call's gRPC deadline.
+    #[arg(long, default_value = "5s", value_parser = duration)]
+    call_timeout: Duration,
+    /// Measure this baseline first, with the same callers, and report the ratios.
+    #[arg(long, value_enum)]
+    baseline: Option<Baseline>,
+    /// Instead of load: hold N idle registered app streams and report the gateway's memory.
+    #[arg(long, value_name = "N", conflicts_with_all = [
+        "baseline", "apps", "callers", "caller_connections", "duration", "warmup",
+        "payload", "actor_ids", "call_timeout",
+    ])]
+    idle: Option<usize>,
+    /// With --idle: open every stream on one HTTP/2 connection.
+    #[arg(long, requires = "idle")]
+    shared_connection: bool,
+    /// Print one JSON object on stdout instead of the text report.
+    #[arg(long)]
+    json: bool,
+}
+
+/// What the gateway is compared with.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Baseline {
+    /// A plain tonic InvokeActor that answers with the request's data (no stream hop).
+    UnaryEcho,
+}
+
+pub async fn run(args: BenchArgs) -> CliResult {
+    quiet_logs();
+    let bench = async {
+        match args.idle {
+            Some(streams) => idle::run(&args, streams).await,
+            None => load::run(&args).await,
+        }
+    };
+    tokio::select! {
+        result = bench => result.map_err(|e| e as Box<dyn std::error::Error>),
+        _ = tokio::signal::ctrl_c() => {
+            // Dropping the bench stops in-process servers and kills a child gateway.
+            eprintln!("\ninterrupted");
+            Ok(ExitCode::from(130))
+        }
+    }
+}
+
+/// The gateway's info lines (serving, stopping) would interleave with the
+/// progress line; warnings still show, and RUST_LOG still decides if set.
+fn quiet_logs() {
+    if std::env::var_os("RUST_LOG").is_none() {
+        log::set_max_level(log::LevelFilter::Warn);
+    }
+}
+
+fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// A new HTTP/2 connection to `url`.
+async fn connect(url: &str) -> Result<Channel, BoxError> {
+    let endpoint = Endpoint::from_shared(url.to_string())?
+        .connect_timeout(CONNECT_TIMEOUT)
+        .tcp_nodelay(true);
+    endpoint
+        .connect()
+        .await
+        .map_err(|e| format!("cannot connect to {url}: {}", with_causes(&e)).into())
+}
+
+/// An error with its chain of causes: tonic's "transport error" alone does
+/// not say that the descriptors ran out.
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        let line = e.to_string();
+        // Some errors repeat their cause in their own text.
+        if !text.ends_with(&line) {
+            text.push_str(": ");
+            text.push_str(&line);
+        }
+        cause = e.source();
+    }
+    text
+}
+
+/// `count` new connections to `url`.
+async fn connect_pool(url: &str, count: usize) -> Result<Vec<Channel>, BoxError> {
+    futures::stream::iter(0..count)
+        .map(|_| connect(url))
+        .buffered(OPENING_AT_ONCE)
+        .try_collect()
+        .await
+}
+
+/// How app streams reach the gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Connections {
+    /// Each stream on a connection of its own, as separate app processes would be.
+    OnePerStream,
+    /// All streams multiplexed on one connection.
+    Shared,
+}
+
+/// Opens `count` echo app streams to `url`, stream `i` hosting
+/// `actor_type(i)`, counting each registered stream in `opened`. Returns
+/// once the gateway has acknowledged every registration.
+async fn open_app_streams(
+    url: &str,
+    count: usize,
+    connections: Connections,
+    actor_type: impl Fn(usize) -> String,
+    opened: &AtomicU64,
+) -> Result<Vec<AppHost>, BoxError> {
+    let shared = match connections {
+        Connections::Shared => Some(connect(url).await?),
+        Connections::OnePerStream => None,
+    };
+    let open_one = |i: usize| {
+        let shared = shared.clone();
+        let options = AppHostOptions::echo([actor_type(i)]);
+        async move {
+            let channel = match shared {
+                Some(channel) => channel,
+                None => connect(url).await?,
+            };
+            let host = tokio::time::timeout(CONNECT_TIMEOUT, AppHost::connect(channel, options))
+                .await
+                .map_err(|_| format!("no registration ack within {CONNECT_TIMEOUT:?}"))??;
+            opened.fetch_add(1, Ordering::Relaxed);
+            Ok::<_, BoxError>(host)
+        }
+    };
+    futures::stream::iter(0..count)
+        .map(open_one)
+        .buffer_unordered(OPENING_AT_ONCE)
+        .try_collect()
+        .await
+        .map_err(|e| {
+            let done = opened.load(Ordering::Relaxed);
+            format!(
+                "opened {done} of {count} app streams, then: {}",
+                with_causes(&*e)
+            )
+            .into()
+        })
+}
+
+/// Half-closes every stream and waits (bounded) for the gateway to end them.
+async fn close_app_streams(hosts: Vec<AppHost>) {
+    let closing = futures::future::join_all(hosts.into_iter().map(AppHost::close));
+    // What is still open after the bound is dropped, which resets it.
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, closing).await;
+}
+
+/// A once-a-second progress line on stderr: overwritten in place on a
+/// terminal, one line per second otherwise (logs, CI). Stops when dropped.
+struct Ticker {
+    task: JoinHandle<()>,
+    terminal: bool,
+}
+
+impl Ticker {
+    /// Shows `label`, the time so far, `count()` `noun`s and their rate over the last second.
+    fn start(
+        label: impl Into<String>,
+        noun: &'static str,
+        count: impl Fn() -> u64 + Send + 'static,
+    ) -> Self {
+        let label = label.into();
+        let terminal = std::io::stderr().is_terminal();
+        let task = tokio::spawn(async move {
+            let started = Instant::now();
+            let mut ticks = tokio::time::interval_at(
+                (started + Duration::from_secs(1)).into(),
+                Duration::from_secs(1),
+            );
+            let mut last = (started, 0);
+            loop {
+                ticks.tick().await;
+                let (now, n) = (Instant::now(), count());
+                let rate = n.saturating_sub(last.1) as f64 / (now - last.0).as_secs_f64();
+                last = (now, n);
+                let line = format!(
+                    "{label}: {:>3.0}s  {n} {noun}  {rate:.0}/s",
+                    (now - started).as_secs_f64()
+                );
+                if terminal {
+                    eprint!("\r{line}\x1b[K");
+                } else {
+                    eprintln!("{line}");
+                }
+            }
+        });
+        Ticker { task, terminal }
+    }
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        self.task.abort();
+        if self.terminal {
+            eprint!("\r\x1b[K");
+        }
+    }
+}

@@ -1,0 +1,183 @@
+//! Servers on a tokio runtime of their own, with named threads: how the demo
+//! and the bench run a gateway (and the bench its baseline) inside their own
+//! process, reached over loopback gRPC like a separate one.
+//!
+//! A runtime of its own keeps the server's work off the threads of the
+//! callers and apps that talk to it, and its thread names let the bench count
+//! the server's CPU time alone (see [`crate::procstat`]). It has one worker
+//! per core, as `callbackstream serve` has.
+
+use std::future::Future;
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use actix::Addr;
+use tokio::net::TcpListener;
+use tokio::runtime::{Builder, Runtime};
+use tokio::task::JoinHandle;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+
+use crate::connection::ConnectionOptions;
+use crate::gateway::{self, GatewaySettings};
+use crate::manager::ManagerActor;
+use crate::procstat::CpuScope;
+use crate::runtime::{self, ActorRuntime};
+
+/// What a hosted server's task ends with.
+pub type ServeResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
+
+/// The gateway's runtime threads are named this.
+pub const GATEWAY_THREADS: &str = "gw-worker";
+
+/// actix names the thread of every arbiter it starts like this; in a process
+/// hosting a gateway, any arbiter is the gateway's.
+const ACTIX_ARBITER_THREADS: &str = "actix-rt|";
+
+/// Idle blocking-pool threads normally exit after 10 s, taking their CPU time
+/// out of the per-thread sums: keep them for the runtime's life instead.
+const KEEP_THREADS: Duration = Duration::from_secs(24 * 3600);
+
+/// A server task on its own runtime, listening on a loopback port.
+/// Dropping it stops the server at once; [`HostedServer::finished`] stops
+/// it gracefully.
+pub struct HostedServer {
+    addr: SocketAddr,
+    thread_name: String,
+    stop: CancellationToken,
+    task: Option<JoinHandle<ServeResult>>,
+    runtime: Option<Runtime>,
+}
+
+impl HostedServer {
+    /// Starts a runtime whose threads are named `thread_name`, binds a free
+    /// loopback port, and runs `serve(listener, stop)` on it, where `stop`
+    /// resolves when the server should shut down.
+    pub fn start<F, Fut>(thread_name: &str, serve: F) -> io::Result<Self>
+    where
+        F: FnOnce(TcpListener, WaitForCancellationFutureOwned) -> Fut,
+        Fut: Future<Output = ServeResult> + Send + 'static,
+    {
+        let runtime = Builder::new_multi_thread()
+            .worker_threads(cores())
+            .thread_name(thread_name)
+            .thread_keep_alive(KEEP_THREADS)
+            .enable_all()
+            .build()?;
+        let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        let stop = CancellationToken::new();
+        let task = {
+            // The listener must register with this runtime's reactor, not the caller's.
+            let _inside = runtime.enter();
+            let listener = TcpListener::from_std(listener)?;
+            runtime.spawn(serve(listener, stop.clone().cancelled_owned()))
+        };
+        Ok(HostedServer {
+            addr,
+            thread_name: thread_name.into(),
+            stop,
+            task: Some(task),
+            runtime: Some(runtime),
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The address as a gRPC endpoint URL.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The name of the server's threads.
+    pub fn thread_name(&self) -> &str {
+        &self.thread_name
+    }
+
+    /// Tells the server to shut down, without waiting.
+    pub fn stop(&self) {
+        self.stop.cancel();
+    }
+
+    /// Shuts the server down and waits until it has stopped.
+    pub async fn finished(mut self) -> ServeResult {
+        self.stop();
+        let result = match self.task.take() {
+            Some(task) => task.await.unwrap_or_else(|e| Err(e.into())),
+            None => Ok(()),
+        };
+        self.release_runtime();
+        result
+    }
+
+    fn release_runtime(&mut self) {
+        // Dropping a runtime blocks, which an async caller may not do.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+impl Drop for HostedServer {
+    fn drop(&mut self) {
+        self.stop();
+        self.release_runtime();
+    }
+}
+
+/// A whole gateway in this process: the actor thread and a hosted tonic server.
+pub struct HostedGateway {
+    server: HostedServer,
+    actors: ActorRuntime,
+}
+
+impl HostedGateway {
+    pub fn start(settings: GatewaySettings, options: ConnectionOptions) -> io::Result<Self> {
+        let actors = ActorRuntime::start(options)?;
+        let manager = actors.manager();
+        let server = HostedServer::start(GATEWAY_THREADS, move |listener, stop| async move {
+            gateway::serve(settings, manager, listener, stop)
+                .await
+                .map_err(Into::into)
+        })?;
+        Ok(HostedGateway { server, actors })
+    }
+
+    pub fn server(&self) -> &HostedServer {
+        &self.server
+    }
+
+    pub fn manager(&self) -> Addr<ManagerActor> {
+        self.actors.manager()
+    }
+
+    /// The threads doing the gateway's work: its runtime and the actors'.
+    pub fn cpu_scope(&self) -> CpuScope {
+        CpuScope::Threads(vec![
+            self.server.thread_name().into(),
+            runtime::THREAD_NAME.into(),
+            ACTIX_ARBITER_THREADS.into(),
+        ])
+    }
+
+    /// Tells the gateway to shut down (its app streams end), without waiting.
+    pub fn stop(&self) {
+        self.server.stop();
+    }
+
+    /// Shuts the gateway down and waits until the server and the actors stopped.
+    pub async fn finished(self) -> ServeResult {
+        let HostedGateway { server, actors } = self;
+        let served = server.finished().await;
+        // Stopping the actor system joins its thread: not on an async worker.
+        tokio::task::spawn_blocking(move || actors.stop()).await?;
+        served
+    }
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}

@@ -1,0 +1,89 @@
+//! `callbackstream bench` as a user runs it: the built binary, its JSON
+//! report, and sane figures. No timing is asserted: only that the bench
+//! measured something and the gateway answered correctly.
+
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_callbackstream");
+
+fn bench_json(args: &[&str]) -> Value {
+    let output: Output = Command::new(BIN)
+        .arg("bench")
+        .args(args)
+        .arg("--json")
+        .output()
+        .expect("the binary runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "bench {args:?} failed: {stderr}");
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "bench {args:?} printed no JSON ({e}): {}",
+            String::from_utf8_lossy(&output.stdout)
+        )
+    })
+}
+
+fn number(report: &Value, pointer: &str) -> f64 {
+    report
+        .pointer(pointer)
+        .and_then(Value::as_f64)
+        .unwrap_or_else(|| panic!("no number at {pointer} in {report:#}"))
+}
+
+#[test]
+fn load_bench_reports_calls_latency_cpu_and_memory() {
+    let report = bench_json(&["--duration", "1s", "--warmup", "0s", "--callers", "2"]);
+    assert_eq!(report["mode"], "load");
+    assert!(number(&report, "/gateway/calls") > 0.0);
+    assert_eq!(
+        number(&report, "/gateway/calls"),
+        number(&report, "/gateway/ok")
+    );
+    assert_eq!(number(&report, "/gateway/wrong_replies"), 0.0);
+    assert!(number(&report, "/gateway/calls_per_sec") > 0.0);
+    let p50 = number(&report, "/gateway/latency_us/p50");
+    let p99 = number(&report, "/gateway/latency_us/p99");
+    assert!(0.0 < p50 && p50 <= p99 && p99 <= number(&report, "/gateway/latency_us/max"));
+    assert!(number(&report, "/gateway/cpu_us_per_call") >= 0.0);
+    assert!(number(&report, "/gateway/rss_kib") > 0.0);
+    assert!(report["baseline"].is_null());
+}
+
+#[test]
+fn load_bench_with_a_baseline_reports_ratios() {
+    let report = bench_json(&[
+        "--duration",
+        "1s",
+        "--warmup",
+        "0s",
+        "--callers",
+        "2",
+        "--baseline",
+        "unary-echo",
+    ]);
+    assert!(number(&report, "/baseline/ok") > 0.0);
+    assert_eq!(number(&report, "/baseline/wrong_replies"), 0.0);
+    assert!(number(&report, "/ratios/throughput") > 0.0);
+    assert!(report["ratios"]["p50_diff_us"].is_i64());
+}
+
+#[test]
+fn idle_bench_holds_streams_and_reports_the_gateway_memory() {
+    let report = bench_json(&["--idle", "20"]);
+    assert_eq!(report["mode"], "idle");
+    assert_eq!(number(&report, "/streams"), 20.0);
+    assert_eq!(number(&report, "/connections"), 20.0);
+    assert!(number(&report, "/gateway_pid") > 0.0);
+    assert!(number(&report, "/rss_before_kib") > 0.0);
+    assert!(number(&report, "/rss_after_kib") > 0.0);
+    assert!(report["per_stream_kib"].is_number());
+}
+
+#[test]
+fn idle_bench_on_one_shared_connection() {
+    let report = bench_json(&["--idle", "20", "--shared-connection"]);
+    assert_eq!(number(&report, "/streams"), 20.0);
+    assert_eq!(number(&report, "/connections"), 1.0);
+}
