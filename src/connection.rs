@@ -77,7 +77,7 @@ pub struct ConnectionActor {
     max_message_bytes: Option<usize>,
     /// The only long-lived sender of the outbox: when this actor stops the
     /// outbox closes, and that is what ends the stream's writer.
-    outbox: mpsc::Sender<Outgoing>,
+    outbox: mpsc::Sender<Box<Outgoing>>,
     /// The highest request id seen; the manager numbers a connection's
     /// requests `1, 2, 3...` and never reuses one, so an id at or below it
     /// that is not pending is a late reply, anything else a stranger.
@@ -97,7 +97,7 @@ pub struct ConnectionActor {
 struct Waiter {
     reply: oneshot::Sender<Result<Reply, Error>>,
     /// The message, while it waits for outbox room.
-    unsent: Option<Outgoing>,
+    unsent: Option<Box<Outgoing>>,
 }
 
 impl ConnectionActor {
@@ -105,7 +105,7 @@ impl ConnectionActor {
         id: ConnectionId,
         options: ConnectionOptions,
         max_message_bytes: Option<usize>,
-    ) -> (Self, mpsc::Receiver<Outgoing>) {
+    ) -> (Self, mpsc::Receiver<Box<Outgoing>>) {
         let (outbox, rx) = mpsc::channel(options.outbox_capacity.max(1));
         let actor = ConnectionActor {
             id,
@@ -123,7 +123,7 @@ impl ConnectionActor {
 
     /// Puts `msg` in the outbox, or returns it when it has to wait for room.
     /// Messages never overtake each other: once one waits, all later ones do.
-    fn offer(&mut self, msg: Outgoing) -> Result<Option<Outgoing>, Error> {
+    fn offer(&mut self, msg: Box<Outgoing>) -> Result<Option<Box<Outgoing>>, Error> {
         if !self.queued.is_empty() {
             return Ok(Some(msg));
         }
@@ -157,7 +157,7 @@ impl ConnectionActor {
         );
     }
 
-    fn flush_queued(&mut self, permit: mpsc::OwnedPermit<Outgoing>, ctx: &mut Context<Self>) {
+    fn flush_queued(&mut self, permit: mpsc::OwnedPermit<Box<Outgoing>>, ctx: &mut Context<Self>) {
         let mut permit = Some(permit);
         while let Some(&id) = self.queued.front() {
             let msg = self
@@ -269,16 +269,18 @@ impl ConnectionActor {
         id: u64,
         mut request: ResponseType,
         ctx: &mut Context<Self>,
-    ) -> Result<Option<Outgoing>, Error> {
+    ) -> Result<Option<Box<Outgoing>>, Error> {
         if self.pending.len() >= self.options.max_pending {
             return Err(Error::TooManyPending {
                 limit: self.options.max_pending,
             });
         }
         stamp_id(&mut request, itoa::Buffer::new().format(id).to_owned())?;
-        let outgoing = Outgoing {
+        // Boxed: the outbox's slots are then a pointer each, not the size of
+        // the largest request variant (which made even an idle outbox ~8 KiB).
+        let outgoing = Box::new(Outgoing {
             response_type: Some(request),
-        };
+        });
         if let Some(limit) = self.max_message_bytes {
             let size = outgoing.encoded_len();
             if size > limit {

@@ -13,6 +13,7 @@
 pub mod apphost;
 pub mod baseline;
 pub mod chaos;
+pub mod codec;
 pub mod config;
 pub mod connection;
 pub mod error;

@@ -111,7 +111,7 @@ pub struct Connection {
     pub id: ConnectionId,
     pub inbound: Inbound,
     /// What to write to the app's stream. Ends when the connection closes.
-    pub outbox: mpsc::Receiver<Outgoing>,
+    pub outbox: mpsc::Receiver<Box<Outgoing>>,
     /// Closes the connection when dropped: keep it as long as you serve it.
     pub closer: Closer,
 }

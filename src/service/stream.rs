@@ -223,7 +223,7 @@ fn inbound_error(status: Status) -> Status {
 /// reader's failure status if it had one.
 struct Outbound {
     ack: Option<Outgoing>,
-    outbox: mpsc::Receiver<Outgoing>,
+    outbox: mpsc::Receiver<Box<Outgoing>>,
     end: oneshot::Receiver<Status>,
     /// Dropped with the writer, which tells the reader to stop.
     _alive: oneshot::Sender<()>,
@@ -237,7 +237,7 @@ impl Stream for Outbound {
             return Poll::Ready(Some(Ok(ack)));
         }
         match self.outbox.poll_recv(cx) {
-            Poll::Ready(Some(msg)) => Poll::Ready(Some(Ok(msg))),
+            Poll::Ready(Some(msg)) => Poll::Ready(Some(Ok(*msg))),
             Poll::Ready(None) => Poll::Ready(self.end.try_recv().ok().map(Err)),
             Poll::Pending => Poll::Pending,
         }

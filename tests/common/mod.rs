@@ -83,7 +83,7 @@ pub async fn send_raw(manager: &Addr<ManagerActor>, data: &str) -> PendingReply 
 pub struct App {
     pub id: ConnectionId,
     pub inbound: Inbound,
-    outbox: Receiver<Outgoing>,
+    outbox: Receiver<Box<Outgoing>>,
     /// Held so the connection lives as long as its fake app.
     _closer: Closer,
 }
@@ -109,7 +109,7 @@ impl App {
     /// comes within [`BOUND`] or the outbox ended.
     pub async fn next(&mut self) -> ResponseType {
         let what = format!("a request on {}", self.id);
-        match within(&what, self.outbox.recv()).await {
+        match within(&what, self.outbox.recv()).await.map(|m| *m) {
             Some(Outgoing {
                 response_type: Some(request),
             }) => request,
