@@ -5,8 +5,6 @@
 mod harness;
 
 use std::path::PathBuf;
-use std::sync::Once;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use callbackstream::apphost::{AppHost, AppHostOptions};
 use callbackstream::connection::ConnectionOptions;
@@ -21,7 +19,7 @@ use callbackstream::proto::{
     SubscribeActorEventsResponseAlpha1,
 };
 use futures::StreamExt;
-use harness::{TestGateway, invoke, invoke_reply, next_invoke, promptly, recorded};
+use harness::{TestGateway, invoke, invoke_reply, next_invoke, promptly, recorded, watch_panics};
 use prost::Message;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -343,31 +341,10 @@ async fn s2_unreadable_tls_files_are_an_error() {
 
 // ---------------------------------------------------------------- S3
 
-/// Panics so far on threads that are not a test's own (server tasks, actors).
-static SERVER_PANICS: AtomicUsize = AtomicUsize::new(0);
-
-/// Counts panics outside the tests' own threads, so S3 tests can assert none happened.
-fn watch_panics() {
-    static INSTALL: Once = Once::new();
-    INSTALL.call_once(|| {
-        let previous = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            let thread = std::thread::current();
-            let test_thread = thread.name().is_some_and(|n| {
-                n == "main" || n.starts_with("s1_") || n.starts_with("s2_") || n.starts_with("s3_")
-            });
-            if !test_thread {
-                SERVER_PANICS.fetch_add(1, Ordering::SeqCst);
-            }
-            previous(info);
-        }));
-    });
-}
-
 /// The end of every S3 test: nothing panicked and the gateway stops cleanly.
 async fn assert_survived(gateway: TestGateway) {
     assert_eq!(
-        SERVER_PANICS.load(Ordering::SeqCst),
+        harness::server_panics(),
         0,
         "a server thread panicked (in this test or one running beside it: see the panic above)"
     );
