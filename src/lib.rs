@@ -22,6 +22,7 @@ pub mod hosted;
 pub mod load;
 pub mod log_throttle;
 pub mod manager;
+pub mod pending;
 pub mod procstat;
 pub mod proto;
 pub mod runtime;
