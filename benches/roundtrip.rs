@@ -111,7 +111,7 @@ fn actor_setup(system: &SystemRunner, connections: usize) -> Addr<ManagerActor> 
 
 async fn actor_call(manager: Addr<ManagerActor>) {
     let pending = manager
-        .send(Send::new(request()).for_type(ECHO))
+        .send(Send::typed(request()))
         .await
         .expect("manager alive")
         .expect("routed");

@@ -239,8 +239,19 @@ impl Handler<CloseAll> for ManagerActor {
 #[derive(Debug)]
 pub struct Send {
     request: ResponseType,
-    actor_type: Option<String>,
+    route: Route,
     deadline: Option<Instant>,
+}
+
+/// How a `Send` picks its connection.
+#[derive(Debug)]
+enum Route {
+    /// The newest live connection (SPEC R2).
+    Newest,
+    /// The newest that hosts this type, else the newest (SPEC R13).
+    Type(String),
+    /// Like `Type`, with the type the request itself carries (no copy of it).
+    OwnType,
 }
 
 impl Send {
@@ -249,15 +260,37 @@ impl Send {
     pub fn new(request: ResponseType) -> Self {
         Send {
             request,
-            actor_type: None,
+            route: Route::Newest,
             deadline: None,
+        }
+    }
+
+    /// A typed send: route by the actor type `request` carries (SPEC R13).
+    pub fn typed(request: ResponseType) -> Self {
+        Send {
+            route: Route::OwnType,
+            ..Send::new(request)
         }
     }
 
     /// Route to the newest connection that hosts `actor_type` (SPEC R13).
     pub fn for_type(mut self, actor_type: impl Into<String>) -> Self {
-        self.actor_type = Some(actor_type.into());
+        self.route = Route::Type(actor_type.into());
         self
+    }
+
+    fn actor_type(&self) -> Option<&str> {
+        match &self.route {
+            Route::Newest => None,
+            Route::Type(t) => Some(t),
+            Route::OwnType => match &self.request {
+                ResponseType::InvokeRequest(r) => Some(&r.actor_type),
+                ResponseType::ReminderRequest(r) => Some(&r.actor_type),
+                ResponseType::TimerRequest(r) => Some(&r.actor_type),
+                ResponseType::DeactivateRequest(r) => Some(&r.actor_type),
+                ResponseType::InitialResponse(_) => None,
+            },
+        }
     }
 
     /// Give up (waiting for outbox room or for the reply) at `deadline`.
@@ -280,7 +313,7 @@ impl Handler<Send> for ManagerActor {
     type Result = MessageResult<Send>;
 
     fn handle(&mut self, msg: Send, _: &mut Self::Context) -> Self::Result {
-        let Some(entry) = self.route(msg.actor_type.as_deref()) else {
+        let Some(entry) = self.route(msg.actor_type()) else {
             return MessageResult(Err(Error::NoConnection));
         };
         entry.last_request += 1;

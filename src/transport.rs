@@ -148,15 +148,7 @@ impl Transport {
         request: ResponseType,
         deadline: Option<Instant>,
     ) -> Result<Reply, Error> {
-        let actor_type = match &request {
-            ResponseType::InvokeRequest(r) => &r.actor_type,
-            ResponseType::ReminderRequest(r) => &r.actor_type,
-            ResponseType::TimerRequest(r) => &r.actor_type,
-            ResponseType::DeactivateRequest(r) => &r.actor_type,
-            ResponseType::InitialResponse(_) => "",
-        }
-        .to_owned();
-        let mut send = Send::new(request).for_type(actor_type);
+        let mut send = Send::typed(request);
         if let Some(deadline) = deadline {
             send = send.deadline(deadline);
         }
