@@ -17,7 +17,9 @@ use callbackstream::proto::{
     SubscribeActorEventsRequestFailedAlpha1, SubscribeActorEventsRequestInvokeResponseAlpha1,
 };
 use callbackstream::transport::InvokeRequest;
-use harness::{TestGateway, eventually, invoke, invoke_reply, next_invoke, promptly, recorded};
+use harness::{
+    TestGateway, eventually, invoke, invoke_reply, next_invoke, promptly, recorded, spawn_invoke,
+};
 use tokio::sync::mpsc;
 use tonic::{Code, Request};
 
@@ -179,7 +181,7 @@ async fn f1_edge_case_names_are_accepted() {
 async fn f2_valid_call_reaches_app_as_invoke_request() {
     let gateway = TestGateway::start().await;
     let (app, mut calls) = gateway.holding_app(&["Counter"]).await;
-    let mut client = gateway.client().await;
+    let client = gateway.client().await;
 
     let data = vec![0u8, 1, 0xfe, 0xff, b'{', b'}'];
     let metadata = HashMap::from([
@@ -189,7 +191,7 @@ async fn f2_valid_call_reaches_app_as_invoke_request() {
     ]);
     let mut request = invoke("Counter", "c-42", "Add", &data);
     request.get_mut().metadata = metadata.clone();
-    let call = tokio::spawn(async move { client.invoke_actor(request).await });
+    let call = spawn_invoke(&client, request);
 
     let got = next_invoke(&mut calls).await;
     assert!(!got.id.is_empty(), "the invoke_request carries no id");
@@ -365,12 +367,8 @@ async fn f3_app_stream_dropped_mid_call_is_unavailable_promptly() {
     let gateway = TestGateway::start().await;
     for abort in [true, false] {
         let (app, mut calls) = gateway.holding_app(&["Counter"]).await;
-        let mut client = gateway.client().await;
-        let call = tokio::spawn(async move {
-            client
-                .invoke_actor(invoke("Counter", "c1", "slow", b""))
-                .await
-        });
+        let client = gateway.client().await;
+        let call = spawn_invoke(&client, invoke("Counter", "c1", "slow", b""));
         next_invoke(&mut calls).await;
 
         if abort {
@@ -401,8 +399,7 @@ async fn f3_caller_deadline_is_deadline_exceeded_and_leaves_nothing_pending() {
 
     let mut request = invoke("Counter", "c1", "slow", b"");
     request.set_timeout(Duration::from_secs(1));
-    let mut caller = client.clone();
-    let expired = tokio::spawn(async move { caller.invoke_actor(request).await });
+    let expired = spawn_invoke(&client, request);
     let first = next_invoke(&mut calls).await;
     let status = promptly(expired)
         .await
@@ -416,12 +413,7 @@ async fn f3_caller_deadline_is_deadline_exceeded_and_leaves_nothing_pending() {
 
     // A second call is answered after the late reply to the first arrived: it
     // must get its own answer, not the late one.
-    let mut caller = client.clone();
-    let second = tokio::spawn(async move {
-        caller
-            .invoke_actor(invoke("Counter", "c1", "fast", b""))
-            .await
-    });
+    let second = spawn_invoke(&client, invoke("Counter", "c1", "fast", b""));
     let fresh = next_invoke(&mut calls).await;
     assert_ne!(fresh.id, first.id, "request ids are reused");
     let to_gateway = app.sender();
@@ -447,13 +439,9 @@ async fn f3_caller_deadline_is_deadline_exceeded_and_leaves_nothing_pending() {
 async fn f3_caller_that_hangs_up_leaves_nothing_pending() {
     let gateway = TestGateway::start().await;
     let (_app, mut calls) = gateway.holding_app(&["Counter"]).await;
-    let mut client = gateway.client().await;
+    let client = gateway.client().await;
 
-    let call = tokio::spawn(async move {
-        client
-            .invoke_actor(invoke("Counter", "c1", "slow", b""))
-            .await
-    });
+    let call = spawn_invoke(&client, invoke("Counter", "c1", "slow", b""));
     next_invoke(&mut calls).await;
     assert_eq!(gateway.pending().await, 1);
     call.abort();

@@ -7,7 +7,7 @@ mod harness;
 use callbackstream::apphost::{AppHost, AppHostOptions};
 use callbackstream::connection::ConnectionOptions;
 use callbackstream::gateway::GatewaySettings;
-use harness::{TestGateway, eventually, invoke, next_invoke, promptly};
+use harness::{TestGateway, eventually, invoke, next_invoke, promptly, spawn_invoke};
 use tonic::Code;
 
 /// More app streams than `max_streams` are refused with RESOURCE_EXHAUSTED
@@ -60,11 +60,10 @@ async fn requests_beyond_max_pending_are_resource_exhausted() {
     let client = gw.client().await;
     let mut held = Vec::new();
     for n in 0..2 {
-        let mut c = client.clone();
-        held.push(tokio::spawn(async move {
-            c.invoke_actor(invoke("Slow", &n.to_string(), "m", b"held"))
-                .await
-        }));
+        held.push(spawn_invoke(
+            &client,
+            invoke("Slow", &n.to_string(), "m", b"held"),
+        ));
         next_invoke(&mut requests).await;
     }
 
@@ -90,9 +89,7 @@ async fn requests_beyond_max_pending_are_resource_exhausted() {
         gw.pending().await == 1
     })
     .await;
-    let mut c = client.clone();
-    let again =
-        tokio::spawn(async move { c.invoke_actor(invoke("Slow", "y", "m", b"room")).await });
+    let again = spawn_invoke(&client, invoke("Slow", "y", "m", b"room"));
     let request = next_invoke(&mut requests).await;
     app.sender()
         .send(harness::invoke_reply(&request.id, b"room", false))

@@ -16,7 +16,9 @@ use callbackstream::proto::{
     ActorEntityConfig, ActorReentrancyConfig, SubscribeActorEventsRequestAlpha1,
     SubscribeActorEventsRequestInitialAlpha1, SubscribeActorEventsRequestReminderResponseAlpha1,
 };
-use harness::{FreezableProxy, TestGateway, invoke, invoke_reply, next_invoke, promptly};
+use harness::{
+    FreezableProxy, TestGateway, invoke, invoke_reply, next_invoke, promptly, spawn_invoke,
+};
 use tonic::transport::Endpoint;
 use tonic::{Code, Status};
 
@@ -132,9 +134,8 @@ async fn h2_registration_becomes_config_then_ack() {
 async fn h3_app_half_close_ends_stream_and_fails_in_flight() {
     let gw = TestGateway::start().await;
     let (app, mut requests) = gw.holding_app(&["Held"]).await;
-    let mut client = gw.client().await;
-    let call =
-        tokio::spawn(async move { client.invoke_actor(invoke("Held", "1", "m", b"x")).await });
+    let client = gw.client().await;
+    let call = spawn_invoke(&client, invoke("Held", "1", "m", b"x"));
     next_invoke(&mut requests).await;
     assert_eq!(gw.pending().await, 1);
 
@@ -178,9 +179,8 @@ async fn h4_shutdown_ends_open_streams_and_fails_in_flight() {
     };
     let gw = TestGateway::start_with(settings, ConnectionOptions::default()).await;
     let (app, mut requests) = gw.holding_app(&["Busy"]).await;
-    let mut client = gw.client().await;
-    let call =
-        tokio::spawn(async move { client.invoke_actor(invoke("Busy", "1", "m", b"x")).await });
+    let client = gw.client().await;
+    let call = spawn_invoke(&client, invoke("Busy", "1", "m", b"x"));
     next_invoke(&mut requests).await;
 
     let started = std::time::Instant::now();
@@ -212,9 +212,7 @@ async fn h5_oversized_message_ends_only_that_stream() {
     let _good = gw.echo_app(&["Good"]).await;
     let (bad, mut requests) = gw.holding_app(&["Bad"]).await;
     let mut client = gw.client().await;
-    let mut caller = client.clone();
-    let call =
-        tokio::spawn(async move { caller.invoke_actor(invoke("Bad", "1", "m", b"x")).await });
+    let call = spawn_invoke(&client, invoke("Bad", "1", "m", b"x"));
     let request = next_invoke(&mut requests).await;
 
     let huge = vec![7u8; 100 * 1024];
@@ -262,9 +260,7 @@ async fn h6_keepalive_detects_vanished_app() {
         .await
         .unwrap();
     let mut client = gw.client().await;
-    let mut caller = client.clone();
-    let call =
-        tokio::spawn(async move { caller.invoke_actor(invoke("Far", "1", "m", b"x")).await });
+    let call = spawn_invoke(&client, invoke("Far", "1", "m", b"x"));
     next_invoke(&mut requests).await;
 
     proxy.freeze();

@@ -15,7 +15,7 @@ use callbackstream::proto::dapr_client::DaprClient;
 use callbackstream::proto::subscribe_actor_events_request_alpha1::RequestType;
 use callbackstream::proto::subscribe_actor_events_response_alpha1::ResponseType;
 use callbackstream::proto::{
-    InvokeActorRequest, SubscribeActorEventsRequestAlpha1,
+    InvokeActorRequest, InvokeActorResponse, SubscribeActorEventsRequestAlpha1,
     SubscribeActorEventsRequestInvokeResponseAlpha1,
 };
 use callbackstream::runtime::ActorRuntime;
@@ -215,6 +215,16 @@ pub fn invoke(
         data: data.to_vec(),
         metadata: Default::default(),
     })
+}
+
+/// An InvokeActor running in the background (on a clone of `client`), so the
+/// test can play the app meanwhile.
+pub fn spawn_invoke(
+    client: &DaprClient<Channel>,
+    request: Request<InvokeActorRequest>,
+) -> JoinHandle<Result<tonic::Response<InvokeActorResponse>, tonic::Status>> {
+    let mut client = client.clone();
+    tokio::spawn(async move { client.invoke_actor(request).await })
 }
 
 /// The app's answer to invoke `id`.
