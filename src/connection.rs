@@ -25,7 +25,6 @@ use tokio::sync::{mpsc, oneshot};
 use crate::error::Error;
 use crate::log_throttle::LogThrottle;
 pub use crate::pending::PendingReply;
-pub(crate) use crate::pending::deadline_in;
 use crate::proto::subscribe_actor_events_request_alpha1::RequestType;
 use crate::proto::subscribe_actor_events_response_alpha1::ResponseType;
 use crate::proto::{SubscribeActorEventsRequestAlpha1, SubscribeActorEventsResponseAlpha1};

@@ -20,10 +20,10 @@ use tokio::time::Instant;
 use crate::config::RegistrationConfig;
 pub use crate::connection::Inbound;
 use crate::connection::{
-    ConnectionActor, ConnectionId, ConnectionOptions, Dispatch, Outgoing, PendingReply, Stats,
-    Stop, deadline_in,
+    ConnectionActor, ConnectionId, ConnectionOptions, Dispatch, Outgoing, PendingReply, Stats, Stop,
 };
 use crate::error::{DISCONNECTED, Error};
+use crate::pending::deadline_in;
 use crate::proto::subscribe_actor_events_response_alpha1::ResponseType;
 
 /// Owns the set of live connections. Start one per gateway, in an actix system.

@@ -117,9 +117,7 @@ fn check_name(field: &str, value: &str, forbidden: &[char]) -> Result<(), Status
 fn caller_deadline(metadata: &MetadataMap) -> Option<Instant> {
     let timeout = parse_grpc_timeout(metadata.get("grpc-timeout")?.to_str().ok()?)?;
     let margin = (timeout / 20).clamp(Duration::from_millis(1), Duration::from_millis(50));
-    Some(crate::connection::deadline_in(
-        timeout.saturating_sub(margin),
-    ))
+    Some(crate::pending::deadline_in(timeout.saturating_sub(margin)))
 }
 
 /// `grpc-timeout` is at most 8 digits and a unit letter (gRPC over HTTP/2 spec).

@@ -44,8 +44,8 @@ pub struct DaprService {
 }
 
 impl DaprService {
-    /// A service routing to `manager`'s apps. `shutdown` is the gateway's
-    /// shutdown signal: once cancelled, new streams are refused.
+    /// A service routing to `manager`'s apps, with default limits and no
+    /// shutdown signal of its own (see the `with_*` methods).
     pub fn new(manager: Addr<ManagerActor>, app_id: impl Into<String>) -> Self {
         DaprService {
             transport: Transport::new(manager.clone()),
