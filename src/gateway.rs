@@ -12,17 +12,23 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use std::sync::Mutex;
+
 use actix::Addr;
 use log::{info, warn};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::service::interceptor::InterceptedService;
+use tonic::transport::server::Router;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
 use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
+use tower::layer::util::{Identity as NoLayer, Stack};
 
 use crate::manager::{CloseAll, ManagerActor};
 use crate::proto::FILE_DESCRIPTOR_SET;
+use crate::runtime::ActorThreads;
 use crate::service::oversize::OversizeLayer;
 use crate::service::{DaprService, TokenCheck};
 
@@ -89,84 +95,175 @@ pub enum GatewayError {
     Reflection(#[from] tonic_reflection::server::Error),
 }
 
-/// Serve on `listener` until `shutdown` resolves, then stop within the grace.
+/// Serve on `listener` from every thread of `actors` until `shutdown`
+/// resolves, then stop within the grace period. This is how the binary runs:
+/// each HTTP/2 connection, with its streams, calls and connection actors,
+/// lives on the one actor thread that accepted it (see `crate::runtime`).
+pub async fn serve_on(
+    actors: ActorThreads,
+    settings: GatewaySettings,
+    listener: std::net::TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), GatewayError> {
+    let (gateway, router) = Gateway::build(&settings, actors.manager()).await?;
+    info!("serving on {}", describe(&listener, &settings));
+    // Every thread accepts from the same socket; the kernel hands each
+    // connection to one of them.
+    listener.set_nonblocking(true)?;
+    let listeners: Vec<_> = (0..actors.count())
+        .map(|_| listener.try_clone().map(Some))
+        .collect::<Result<_, _>>()?;
+    let listeners = Mutex::new(listeners);
+    let drained = gateway.drained.clone();
+    let servers = actors.run_on_each(move |i| {
+        let listener = listeners.lock().expect("not poisoned")[i].take();
+        let router = router.clone();
+        let drained = drained.clone();
+        async move {
+            let listener = TcpListener::from_std(listener.expect("one per thread"))?;
+            router
+                .serve_with_incoming_shutdown(incoming(listener), drained.cancelled_owned())
+                .await
+                .map_err(GatewayError::from)
+        }
+    });
+    let servers = async {
+        // A thread that stopped before its server finished has nothing to report.
+        servers
+            .await
+            .into_iter()
+            .flatten()
+            .collect::<Result<(), _>>()
+    };
+    gateway.run(&settings, shutdown, servers).await
+}
+
+/// Serve on `listener` on the calling tokio runtime until `shutdown`
+/// resolves, then stop within the grace period: for embedding the gateway in
+/// a tokio application. Streams and calls then hand their work to the actor
+/// thread(s) across threads, which costs more per call than [`serve_on`].
 pub async fn serve(
     settings: GatewaySettings,
     manager: Addr<ManagerActor>,
     listener: TcpListener,
-    shutdown: impl Future<Output = ()> + Send + 'static,
+    shutdown: impl Future<Output = ()>,
 ) -> Result<(), GatewayError> {
-    let stopping = CancellationToken::new();
-    let token = TokenCheck::new(settings.api_token.as_deref());
-    let dapr = DaprService::new(manager.clone(), settings.app_id.clone())
-        .with_shutdown(stopping.clone())
-        .with_handshake_timeout(settings.handshake_timeout)
-        .with_max_message_bytes(settings.max_message_bytes)
-        .with_max_streams(settings.max_streams)
-        .into_server();
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
-    let (health, health_service) = tonic_health::server::health_reporter();
-    health
-        .set_service_status(SERVICE_NAME, ServingStatus::Serving)
-        .await;
-    health.set_service_status("", ServingStatus::Serving).await;
+    let (gateway, router) = Gateway::build(&settings, manager).await?;
+    info!("serving on {}", describe(&listener, &settings));
+    let drained = gateway.drained.clone().cancelled_owned();
+    let server = router.serve_with_incoming_shutdown(incoming(listener), drained);
+    gateway
+        .run(&settings, shutdown, async { Ok(server.await?) })
+        .await
+}
 
-    let mut server = Server::builder()
-        .layer(OversizeLayer)
-        // tonic would otherwise lift hyper's per-connection default (200) to
-        // unlimited; every open call holds memory, so keep a ceiling.
-        .max_concurrent_streams(Some(MAX_CALLS_PER_CONNECTION))
-        .http2_keepalive_interval(Some(settings.keepalive_interval))
-        .http2_keepalive_timeout(Some(settings.keepalive_timeout));
-    if let Some(tls) = &settings.tls {
-        server = server.tls_config(tls_config(tls)?)?;
-    }
-    let local = listener.local_addr().ok();
-    // Small request/reply messages must not wait for Nagle's algorithm; the
-    // builder's own nodelay setting only covers listeners tonic binds itself.
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-    let router = server
-        .add_service(health_service)
-        .add_service(InterceptedService::new(dapr, token.clone()))
-        .add_service(InterceptedService::new(reflection, token));
+/// The services every server thread carries.
+type GatewayRouter = Router<Stack<OversizeLayer, NoLayer>>;
 
-    let begin_shutdown = {
-        let stopping = stopping.clone();
-        async move {
-            shutdown.await;
-            info!("shutting down: closing app streams");
-            health
-                .set_service_status(SERVICE_NAME, ServingStatus::NotServing)
-                .await;
-            health
-                .set_service_status("", ServingStatus::NotServing)
-                .await;
-            stopping.cancel();
-            let closed = manager
-                .send(CloseAll {
-                    cause: SHUTDOWN_CAUSE.into(),
-                })
-                .await
-                .unwrap_or(0);
-            info!("closed {closed} app stream(s)");
+/// What the server threads share, and the shutdown sequence.
+struct Gateway {
+    manager: Addr<ManagerActor>,
+    health: HealthReporter,
+    /// Cancelled when shutdown begins: new app streams are refused.
+    stopping: CancellationToken,
+    /// Cancelled once every app stream was told to close: tonic stops
+    /// accepting and drains.
+    drained: CancellationToken,
+}
+
+impl Gateway {
+    async fn build(
+        settings: &GatewaySettings,
+        manager: Addr<ManagerActor>,
+    ) -> Result<(Self, GatewayRouter), GatewayError> {
+        let stopping = CancellationToken::new();
+        let token = TokenCheck::new(settings.api_token.as_deref());
+        let dapr = DaprService::new(manager.clone(), settings.app_id.clone())
+            .with_shutdown(stopping.clone())
+            .with_handshake_timeout(settings.handshake_timeout)
+            .with_max_message_bytes(settings.max_message_bytes)
+            .with_max_streams(settings.max_streams)
+            .into_server();
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()?;
+        let (health, health_service) = tonic_health::server::health_reporter();
+        set_health(&health, ServingStatus::Serving).await;
+
+        let mut server = Server::builder()
+            .layer(OversizeLayer)
+            // tonic would otherwise lift hyper's per-connection default (200) to
+            // unlimited; every open call holds memory, so keep a ceiling.
+            .max_concurrent_streams(Some(MAX_CALLS_PER_CONNECTION))
+            .http2_keepalive_interval(Some(settings.keepalive_interval))
+            .http2_keepalive_timeout(Some(settings.keepalive_timeout));
+        if let Some(tls) = &settings.tls {
+            server = server.tls_config(tls_config(tls)?)?;
         }
-    };
-    info!("serving on {}", describe(local, settings.tls.is_some()));
-    let serving = router.serve_with_incoming_shutdown(incoming, begin_shutdown);
-    tokio::pin!(serving);
-    let grace_over = async {
-        stopping.cancelled().await;
-        tokio::time::sleep(settings.shutdown_grace).await;
-    };
-    tokio::select! {
-        result = &mut serving => result?,
-        _ = grace_over => warn!("shutdown grace of {:?} over: dropping open connections", settings.shutdown_grace),
+        let router = server
+            .add_service(health_service)
+            .add_service(InterceptedService::new(dapr, token.clone()))
+            .add_service(InterceptedService::new(reflection, token));
+        let gateway = Gateway {
+            manager,
+            health,
+            stopping,
+            drained: CancellationToken::new(),
+        };
+        Ok((gateway, router))
     }
-    info!("stopped");
-    Ok(())
+
+    /// Runs `servers` until `shutdown`, then ends every app stream and lets
+    /// the servers drain, for at most the grace period.
+    async fn run(
+        self,
+        settings: &GatewaySettings,
+        shutdown: impl Future<Output = ()>,
+        servers: impl Future<Output = Result<(), GatewayError>>,
+    ) -> Result<(), GatewayError> {
+        tokio::pin!(servers);
+        tokio::select! {
+            result = &mut servers => return result,
+            _ = shutdown => {}
+        }
+        self.close_app_streams().await;
+        tokio::select! {
+            result = servers => result?,
+            _ = tokio::time::sleep(settings.shutdown_grace) => warn!(
+                "shutdown grace of {:?} over: dropping open connections",
+                settings.shutdown_grace
+            ),
+        }
+        info!("stopped");
+        Ok(())
+    }
+
+    async fn close_app_streams(&self) {
+        info!("shutting down: closing app streams");
+        set_health(&self.health, ServingStatus::NotServing).await;
+        self.stopping.cancel();
+        let closed = self
+            .manager
+            .send(CloseAll {
+                cause: SHUTDOWN_CAUSE.into(),
+            })
+            .await
+            .unwrap_or(0);
+        info!("closed {closed} app stream(s)");
+        self.drained.cancel();
+    }
+}
+
+async fn set_health(health: &HealthReporter, status: ServingStatus) {
+    health.set_service_status(SERVICE_NAME, status).await;
+    health.set_service_status("", status).await;
+}
+
+/// Small request/reply messages must not wait for Nagle's algorithm; the
+/// builder's own nodelay setting only covers listeners tonic binds itself.
+fn incoming(listener: TcpListener) -> TcpIncoming {
+    TcpIncoming::from(listener).with_nodelay(Some(true))
 }
 
 fn tls_config(files: &TlsFiles) -> Result<ServerTlsConfig, std::io::Error> {
@@ -175,10 +272,31 @@ fn tls_config(files: &TlsFiles) -> Result<ServerTlsConfig, std::io::Error> {
     Ok(ServerTlsConfig::new().identity(Identity::from_pem(cert, key)))
 }
 
-fn describe(addr: Option<SocketAddr>, tls: bool) -> String {
-    let scheme = if tls { "https" } else { "http" };
-    addr.map_or_else(
-        || "an unknown address".into(),
+fn describe(listener: &impl LocalAddr, settings: &GatewaySettings) -> String {
+    let scheme = if settings.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    listener.local_addr().map_or_else(
+        |_| "an unknown address".into(),
         |a| format!("{scheme}://{a}"),
     )
+}
+
+/// Both kinds of listener say where they listen.
+trait LocalAddr {
+    fn local_addr(&self) -> std::io::Result<SocketAddr>;
+}
+
+impl LocalAddr for TcpListener {
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        TcpListener::local_addr(self)
+    }
+}
+
+impl LocalAddr for std::net::TcpListener {
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        std::net::TcpListener::local_addr(self)
+    }
 }

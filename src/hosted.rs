@@ -128,18 +128,25 @@ impl Drop for HostedServer {
     }
 }
 
-/// A whole gateway in this process: the actor thread and a hosted tonic server.
+/// A whole gateway in this process: actor threads serving gRPC (as
+/// `callbackstream serve` does), plus a hosted server runtime that only
+/// binds the port and runs the shutdown sequence.
 pub struct HostedGateway {
     server: HostedServer,
     actors: ActorRuntime,
 }
 
 impl HostedGateway {
-    pub fn start(settings: GatewaySettings, options: ConnectionOptions) -> io::Result<Self> {
-        let actors = ActorRuntime::start(options)?;
-        let manager = actors.manager();
+    /// A gateway serving on `threads` actor threads.
+    pub fn start(
+        settings: GatewaySettings,
+        options: ConnectionOptions,
+        threads: usize,
+    ) -> io::Result<Self> {
+        let actors = ActorRuntime::start_threads(options, threads)?;
+        let threads = actors.threads();
         let server = HostedServer::start(GATEWAY_THREADS, move |listener, stop| async move {
-            gateway::serve(settings, manager, listener, stop)
+            gateway::serve_on(threads, settings, listener.into_std()?, stop)
                 .await
                 .map_err(Into::into)
         })?;

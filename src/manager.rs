@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
+use actix_rt::ArbiterHandle;
 use log::info;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -93,14 +94,20 @@ pub struct Register {
     /// The largest message the stream can carry to the app; larger requests
     /// are refused at dispatch instead of breaking the stream when written.
     pub max_message_bytes: Option<usize>,
+    /// The arbiter to run the connection actor on; the manager's when `None`.
+    /// The stream handler passes its own, so that the actor shares a thread
+    /// with the stream it serves (see `crate::runtime`).
+    pub arbiter: Option<ArbiterHandle>,
 }
 
 impl Register {
-    /// A registration with no message size limit of its own.
+    /// A registration with no message size limit of its own, whose
+    /// connection actor runs beside the manager.
     pub fn new(config: RegistrationConfig) -> Self {
         Register {
             config,
             max_message_bytes: None,
+            arbiter: None,
         }
     }
 }
@@ -152,7 +159,10 @@ impl Handler<Register> for ManagerActor {
         self.next_id += 1;
         let id = ConnectionId(self.next_id);
         let (actor, outbox) = ConnectionActor::new(id, self.options, msg.max_message_bytes);
-        let addr = actor.start();
+        let addr = match &msg.arbiter {
+            Some(arbiter) => ConnectionActor::start_in_arbiter(arbiter, move |_| actor),
+            None => actor.start(),
+        };
         let config = Arc::new(msg.config);
         for t in &config.actor_types {
             self.by_type.entry(t.clone()).or_default().insert(id);

@@ -1,33 +1,51 @@
-//! Where the actors live: an actix system on a thread of its own.
+//! Where the actors live: an actix system on threads of its own.
 //!
-//! actix runs actors on a single-threaded tokio runtime inside a LocalSet,
-//! while tonic serves requests on a multi-threaded runtime. Keeping the
-//! actors on their own thread lets both run side by side: tonic handlers only
-//! ever send messages to the manager's `Addr`, which is `Send` and usable from
-//! any runtime, and only actors start actors.
+//! actix runs actors on single-threaded tokio runtimes (arbiters). The
+//! manager lives on the system's first arbiter; a gateway may add more
+//! arbiters and serve gRPC *on* them (see [`ActorRuntime::run_on_each`]), so
+//! that a stream's HTTP/2 connection, its reader and writer, and its
+//! connection actor share one thread. Hand-offs between them are then plain
+//! task wake-ups on that thread instead of wake-ups of a parked thread, which
+//! is most of what a callback costs end to end (docs/performance.md).
+//!
+//! Code outside these threads (a tonic server on its own multi-threaded
+//! runtime, any tokio task) only sends messages to the manager's `Addr`,
+//! which is `Send` and usable from anywhere; only actors start actors.
 
+use std::future::Future;
 use std::io;
+use std::sync::Arc;
 use std::sync::mpsc as std_mpsc;
 use std::thread::JoinHandle;
 
-use actix::{Actor, Addr, System};
+use actix::{Actor, Addr, Arbiter, System};
+use actix_rt::ArbiterHandle;
+use tokio::sync::oneshot;
 
 use crate::connection::ConnectionOptions;
 use crate::manager::ManagerActor;
 
-/// The actor thread's name (the bench counts its CPU time by it).
+/// The first actor thread's name (the bench counts its CPU time by it).
+/// Further arbiters are named by actix (`actix-rt|system:..|arbiter:..`).
 pub const THREAD_NAME: &str = "callbackstream-actors";
 
-/// A running actix system hosting one [`ManagerActor`].
+/// A running actix system hosting one [`ManagerActor`], on one or more threads.
 pub struct ActorRuntime {
-    manager: Addr<ManagerActor>,
+    threads: ActorThreads,
     system: System,
+    /// The arbiters added to the system's own, to stop and join.
+    extra: Vec<Arbiter>,
     thread: Option<JoinHandle<io::Result<()>>>,
 }
 
 impl ActorRuntime {
     /// Starts the actor thread and the manager on it.
     pub fn start(options: ConnectionOptions) -> io::Result<Self> {
+        Self::start_threads(options, 1)
+    }
+
+    /// Starts `threads` (at least one) actor threads, the manager on the first.
+    pub fn start_threads(options: ConnectionOptions, threads: usize) -> io::Result<Self> {
         let (tx, rx) = std_mpsc::channel();
         let thread = std::thread::Builder::new()
             .name(THREAD_NAME.into())
@@ -35,31 +53,48 @@ impl ActorRuntime {
                 let system = System::new();
                 system.block_on(async {
                     let manager = ManagerActor::new(options).start();
-                    let _ = tx.send((manager, System::current()));
+                    // Arbiters can only be created from inside the system.
+                    let extra: Vec<Arbiter> = (1..threads).map(|_| Arbiter::new()).collect();
+                    let _ = tx.send((manager, System::current(), Arbiter::current(), extra));
                 });
                 system.run()
             })?;
-        let (manager, system) = rx
+        let (manager, system, first, extra) = rx
             .recv()
             .map_err(|_| io::Error::other("actor thread died during start-up"))?;
+        let arbiters = std::iter::once(first)
+            .chain(extra.iter().map(Arbiter::handle))
+            .collect();
         Ok(ActorRuntime {
-            manager,
+            threads: ActorThreads { manager, arbiters },
             system,
+            extra,
             thread: Some(thread),
         })
     }
 
     /// The manager: hand clones of it to services and transports.
     pub fn manager(&self) -> Addr<ManagerActor> {
-        self.manager.clone()
+        self.threads.manager.clone()
     }
 
-    /// Stops the actor system and waits for its thread.
+    /// The threads and the manager, to hand to a server.
+    pub fn threads(&self) -> ActorThreads {
+        self.threads.clone()
+    }
+
+    /// Stops the actor system and waits for its threads.
     pub fn stop(mut self) {
         self.shutdown();
     }
 
     fn shutdown(&mut self) {
+        for arbiter in &self.extra {
+            arbiter.stop();
+        }
+        for arbiter in self.extra.drain(..) {
+            let _ = arbiter.join();
+        }
         self.system.stop();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
@@ -70,5 +105,59 @@ impl ActorRuntime {
 impl Drop for ActorRuntime {
     fn drop(&mut self) {
         self.shutdown();
+    }
+}
+
+/// A handle on the actor threads of an [`ActorRuntime`]; cheap to clone.
+/// Work spawned through it stops when the runtime does.
+#[derive(Clone)]
+pub struct ActorThreads {
+    manager: Addr<ManagerActor>,
+    /// Every thread that can serve: the system's own arbiter first.
+    arbiters: Vec<ArbiterHandle>,
+}
+
+impl ActorThreads {
+    pub fn manager(&self) -> Addr<ManagerActor> {
+        self.manager.clone()
+    }
+
+    /// How many threads there are.
+    pub fn count(&self) -> usize {
+        self.arbiters.len()
+    }
+
+    /// Runs `task(i)` on each actor thread `i` and resolves with their
+    /// outputs, in thread order. The tasks need not be `Send`: each is built
+    /// on its own thread. An output is `None` if its thread stopped first.
+    pub fn run_on_each<F, Fut>(&self, task: F) -> impl Future<Output = Vec<Option<Fut::Output>>>
+    where
+        F: Fn(usize) -> Fut + std::marker::Send + Sync + 'static,
+        Fut: Future + 'static,
+        Fut::Output: std::marker::Send + 'static,
+    {
+        let task = Arc::new(task);
+        let outputs: Vec<_> = self
+            .arbiters
+            .iter()
+            .enumerate()
+            .map(|(i, arbiter)| {
+                let (tx, rx) = oneshot::channel();
+                let task = task.clone();
+                arbiter.spawn_fn(move || {
+                    actix_rt::spawn(async move {
+                        let _ = tx.send(task(i).await);
+                    });
+                });
+                rx
+            })
+            .collect();
+        async move {
+            let mut done = Vec::with_capacity(outputs.len());
+            for rx in outputs {
+                done.push(rx.await.ok());
+            }
+            done
+        }
     }
 }

@@ -37,7 +37,7 @@ pub async fn run(args: DemoArgs) -> CliResult {
         app_id: "demo".into(),
         ..GatewaySettings::default()
     };
-    let gateway = HostedGateway::start(settings, ConnectionOptions::default())?;
+    let gateway = HostedGateway::start(settings, ConnectionOptions::default(), 1)?;
     println!("gateway listening on {}", gateway.server().addr());
 
     let channel = Endpoint::from_shared(gateway.server().url())?

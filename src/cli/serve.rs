@@ -10,7 +10,7 @@ use callbackstream::gateway::{self, GatewaySettings, TlsFiles};
 use callbackstream::runtime::ActorRuntime;
 use clap::Args;
 use log::info;
-use tokio::net::TcpListener;
+use std::net::TcpListener;
 
 use super::{CliResult, duration};
 
@@ -28,6 +28,9 @@ pub struct ServeArgs {
     /// Unanswered requests one app stream may hold.
     #[arg(long, default_value_t = 16_384)]
     max_pending: usize,
+    /// Threads serving gRPC and running the actors (see docs/performance.md).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    threads: u16,
     /// App streams served at once.
     #[arg(long, default_value_t = callbackstream::service::DEFAULT_MAX_STREAMS)]
     max_streams: usize,
@@ -57,11 +60,12 @@ pub struct ServeArgs {
 pub async fn run(args: ServeArgs) -> CliResult {
     let stop = stop_signal()?;
     let listen = args.listen.unwrap_or_else(default_listen);
-    let listener = TcpListener::bind(listen).await?;
-    let actors = ActorRuntime::start(ConnectionOptions {
+    let listener = TcpListener::bind(listen)?;
+    let options = ConnectionOptions {
         outbox_capacity: args.outbox,
         max_pending: args.max_pending,
-    })?;
+    };
+    let actors = ActorRuntime::start_threads(options, args.threads.into())?;
     let settings = GatewaySettings {
         app_id: args.app_id,
         max_message_bytes: args.max_message_bytes,
@@ -76,8 +80,10 @@ pub async fn run(args: ServeArgs) -> CliResult {
         max_streams: args.max_streams,
         ..GatewaySettings::default()
     };
-    gateway::serve(settings, actors.manager(), listener, stop).await?;
-    actors.stop();
+    let served = gateway::serve_on(actors.threads(), settings, listener, stop).await;
+    // Stopping the actor threads ends whatever the grace period left open.
+    tokio::task::spawn_blocking(move || actors.stop()).await?;
+    served?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -62,6 +62,7 @@ pub async fn run(args: SoakArgs) -> CliResult {
             ..GatewaySettings::default()
         },
         ConnectionOptions::default(),
+        1,
     )?;
     let mut spec = ChaosSpec::new(args.warmup + args.duration);
     spec.apps = args.apps;

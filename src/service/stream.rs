@@ -122,6 +122,8 @@ async fn register(ctx: &StreamContext, config: RegistrationConfig) -> Result<Con
         .send(Register {
             config,
             max_message_bytes: Some(ctx.max_message_bytes),
+            // Served on an actor thread? Then the connection actor runs here too.
+            arbiter: actix::Arbiter::try_current(),
         })
         .await
         .map_err(|_| unavailable())?;

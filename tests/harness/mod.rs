@@ -29,6 +29,16 @@ use tonic::transport::{Channel, Endpoint};
 /// Bound for "promptly" / "does not hang": generous, since CI is shared.
 pub const PROMPTLY: Duration = Duration::from_secs(5);
 
+/// Where the gateway's tonic server runs.
+#[derive(Debug, Clone, Copy)]
+pub enum Hosting {
+    /// On this many actor threads (`gateway::serve_on`), as the binary does.
+    ActorThreads(usize),
+    /// On the test's own tokio runtime (`gateway::serve`), as an embedding
+    /// application would; the actors stay on their own thread.
+    Embedded,
+}
+
 pub struct TestGateway {
     pub addr: SocketAddr,
     actors: ActorRuntime,
@@ -41,17 +51,39 @@ impl TestGateway {
         Self::start_with(GatewaySettings::default(), ConnectionOptions::default()).await
     }
 
+    /// A gateway serving as the binary does: on one actor thread.
     pub async fn start_with(settings: GatewaySettings, options: ConnectionOptions) -> Self {
+        Self::start_hosted(settings, options, Hosting::ActorThreads(1)).await
+    }
+
+    pub async fn start_hosted(
+        settings: GatewaySettings,
+        options: ConnectionOptions,
+        hosting: Hosting,
+    ) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let actors = ActorRuntime::start(options).unwrap();
+        let threads = match hosting {
+            Hosting::ActorThreads(n) => n,
+            Hosting::Embedded => 1,
+        };
+        let actors = ActorRuntime::start_threads(options, threads).unwrap();
         let stop = CancellationToken::new();
-        let server = tokio::spawn(gateway::serve(
-            settings,
-            actors.manager(),
-            listener,
-            stop.clone().cancelled_owned(),
-        ));
+        let shutdown = stop.clone().cancelled_owned();
+        let server = match hosting {
+            Hosting::ActorThreads(_) => tokio::spawn(gateway::serve_on(
+                actors.threads(),
+                settings,
+                listener.into_std().unwrap(),
+                shutdown,
+            )),
+            Hosting::Embedded => tokio::spawn(gateway::serve(
+                settings,
+                actors.manager(),
+                listener,
+                shutdown,
+            )),
+        };
         TestGateway {
             addr,
             actors,

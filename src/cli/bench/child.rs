@@ -30,13 +30,17 @@ pub(super) struct ChildGateway {
 }
 
 impl ChildGateway {
-    /// Starts `callbackstream serve --app-id APP_ID --max-streams N` and
-    /// returns once it listens.
-    pub(super) async fn start(app_id: &str, max_streams: usize) -> Result<Self, BoxError> {
+    /// Starts `callbackstream serve --app-id APP_ID --max-streams N
+    /// --threads T` and returns once it listens.
+    pub(super) async fn start(
+        app_id: &str,
+        max_streams: usize,
+        threads: usize,
+    ) -> Result<Self, BoxError> {
         let mut last_exit = None;
         for _ in 0..START_ATTEMPTS {
             let addr = free_loopback_port()?;
-            let mut child = command(addr, app_id, max_streams)?.spawn()?;
+            let mut child = command(addr, app_id, max_streams, threads)?.spawn()?;
             match wait_listening(&mut child, addr).await? {
                 None => return Ok(ChildGateway { child, addr }),
                 Some(status) => last_exit = Some(status),
@@ -80,11 +84,17 @@ impl Drop for ChildGateway {
     }
 }
 
-fn command(addr: SocketAddr, app_id: &str, max_streams: usize) -> std::io::Result<Command> {
+fn command(
+    addr: SocketAddr,
+    app_id: &str,
+    max_streams: usize,
+    threads: usize,
+) -> std::io::Result<Command> {
     let mut command = Command::new(std::env::current_exe()?);
     command
         .args(["serve", "--listen", &addr.to_string(), "--app-id", app_id])
         .args(["--max-streams", &max_streams.to_string()])
+        .args(["--threads", &threads.to_string()])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         // Its warnings and errors are worth seeing; its info lines are not.

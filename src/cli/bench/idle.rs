@@ -27,10 +27,9 @@ use callbackstream::proto::dapr_client::DaprClient;
 use callbackstream::service::DEFAULT_MAX_STREAMS;
 use serde::Serialize;
 
+use super::apps::{AppStreams, Connections};
 use super::child::ChildGateway;
-use super::{
-    BenchArgs, BoxError, Connections, Ticker, close_app_streams, connect, open_app_streams,
-};
+use super::{BenchArgs, BoxError, Ticker, connect};
 
 /// The type every idle stream registers: replicas of one app.
 const IDLE_TYPE: &str = "IdleActor";
@@ -77,7 +76,7 @@ pub(super) async fn run(args: &BenchArgs, streams: usize) -> Result<ExitCode, Bo
         None => {
             // The gateway's own stream limit must not be what the run measures.
             let max_streams = streams.max(DEFAULT_MAX_STREAMS);
-            let child = ChildGateway::start(CHILD_APP_ID, max_streams).await?;
+            let child = ChildGateway::start(CHILD_APP_ID, max_streams, args.threads).await?;
             let (url, pid) = (child.url(), child.pid());
             (Some(child), url, Some(pid))
         }
@@ -91,7 +90,14 @@ pub(super) async fn run(args: &BenchArgs, streams: usize) -> Result<ExitCode, Bo
         move || opened.load(Ordering::Relaxed)
     });
     let started = Instant::now();
-    let hosts = open_app_streams(&url, streams, connections, |_| IDLE_TYPE.into(), &opened).await?;
+    let apps = AppStreams::open(
+        &url,
+        streams,
+        connections,
+        |_| IDLE_TYPE.into(),
+        opened.clone(),
+    )
+    .await?;
     let open_s = started.elapsed().as_secs_f64();
     drop(ticker);
     if streams > 0 && !host_ready(&url).await? {
@@ -112,7 +118,7 @@ pub(super) async fn run(args: &BenchArgs, streams: usize) -> Result<ExitCode, Bo
         per_stream_kib: per_stream(rss_before, rss_after, streams),
         fd_limit,
     };
-    close_app_streams(hosts).await;
+    apps.close().await;
     if let Some(child) = child {
         child.stop().await?;
     }

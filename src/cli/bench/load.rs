@@ -34,8 +34,7 @@ use callbackstream::procstat::{self, CpuScope};
 use serde::Serialize;
 
 use super::{
-    Baseline, BenchArgs, BoxError, Connections, Ticker, close_app_streams, connect_pool,
-    open_app_streams,
+    Baseline, BenchArgs, BoxError, Ticker, apps::AppStreams, apps::Connections, connect_pool,
 };
 
 /// The baseline's runtime threads are named this.
@@ -168,21 +167,22 @@ async fn measure_gateway(args: &BenchArgs) -> Result<Measurement, BoxError> {
                 app_id: "bench".into(),
                 ..GatewaySettings::default()
             };
-            let gateway = HostedGateway::start(settings, ConnectionOptions::default())?;
+            let gateway =
+                HostedGateway::start(settings, ConnectionOptions::default(), args.threads)?;
             let target = in_process_target(&gateway);
             (Some(gateway), target)
         }
     };
-    let apps = open_app_streams(
+    let apps = AppStreams::open(
         &target.url,
         args.apps,
         Connections::OnePerStream,
         app_type,
-        &Default::default(),
+        Arc::default(),
     )
     .await?;
     let measured = measure(&target, args).await;
-    close_app_streams(apps).await;
+    apps.close().await;
     if let Some(gateway) = hosted {
         gateway.finished().await?;
     }

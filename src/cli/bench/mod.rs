@@ -3,25 +3,24 @@
 //!
 //! Two modes, one per file: `load` (the default: echo apps, C callers, a
 //! timed run, optionally beside a unary-echo baseline) and `idle` (`--idle
-//! N`: N idle app streams and the gateway's memory); `child` starts the
+//! N`: N idle app streams and the gateway's memory); `apps` runs the echo
+//! apps both modes open, on a thread of their own; `child` starts the
 //! separate gateway process the idle mode measures. This file holds the
-//! arguments and what both modes share: opening app streams and caller
-//! connections, and the progress line.
+//! arguments and what both modes share: connecting, and the progress line.
 //!
 //! Every wait is bounded (connects, each call's deadline, shutdowns), and
 //! Ctrl-C drops the run: in-process servers stop and a child gateway is
 //! killed on the way out.
 
+mod apps;
 mod child;
 mod idle;
 mod load;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use callbackstream::apphost::{AppHost, AppHostOptions};
 use clap::{Args, ValueEnum};
 use futures::{StreamExt, TryStreamExt};
 use tokio::task::JoinHandle;
@@ -86,6 +85,10 @@ pub struct BenchArgs {
     /// With --idle: open every stream on one HTTP/2 connection.
     #[arg(long, requires = "idle")]
     shared_connection: bool,
+    /// Threads the gateway serves on, when the bench starts it (in-process, or
+    /// the --idle child) [default: as `callbackstream serve`].
+    #[arg(long, default_value_t = 1, value_parser = at_least_one, conflicts_with = "addr")]
+    threads: usize,
     /// Print one JSON object on stdout instead of the text report.
     #[arg(long)]
     json: bool,
@@ -167,66 +170,6 @@ async fn connect_pool(url: &str, count: usize) -> Result<Vec<Channel>, BoxError>
         .buffered(OPENING_AT_ONCE)
         .try_collect()
         .await
-}
-
-/// How app streams reach the gateway.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Connections {
-    /// Each stream on a connection of its own, as separate app processes would be.
-    OnePerStream,
-    /// All streams multiplexed on one connection.
-    Shared,
-}
-
-/// Opens `count` echo app streams to `url`, stream `i` hosting
-/// `actor_type(i)`, counting each registered stream in `opened`. Returns
-/// once the gateway has acknowledged every registration.
-async fn open_app_streams(
-    url: &str,
-    count: usize,
-    connections: Connections,
-    actor_type: impl Fn(usize) -> String,
-    opened: &AtomicU64,
-) -> Result<Vec<AppHost>, BoxError> {
-    let shared = match connections {
-        Connections::Shared => Some(connect(url).await?),
-        Connections::OnePerStream => None,
-    };
-    let open_one = |i: usize| {
-        let shared = shared.clone();
-        let options = AppHostOptions::echo([actor_type(i)]);
-        async move {
-            let channel = match shared {
-                Some(channel) => channel,
-                None => connect(url).await?,
-            };
-            let host = tokio::time::timeout(CONNECT_TIMEOUT, AppHost::connect(channel, options))
-                .await
-                .map_err(|_| format!("no registration ack within {CONNECT_TIMEOUT:?}"))??;
-            opened.fetch_add(1, Ordering::Relaxed);
-            Ok::<_, BoxError>(host)
-        }
-    };
-    futures::stream::iter(0..count)
-        .map(open_one)
-        .buffer_unordered(OPENING_AT_ONCE)
-        .try_collect()
-        .await
-        .map_err(|e| {
-            let done = opened.load(Ordering::Relaxed);
-            format!(
-                "opened {done} of {count} app streams, then: {}",
-                with_causes(&*e)
-            )
-            .into()
-        })
-}
-
-/// Half-closes every stream and waits (bounded) for the gateway to end them.
-async fn close_app_streams(hosts: Vec<AppHost>) {
-    let closing = futures::future::join_all(hosts.into_iter().map(AppHost::close));
-    // What is still open after the bound is dropped, which resets it.
-    let _ = tokio::time::timeout(CLOSE_TIMEOUT, closing).await;
 }
 
 /// A once-a-second progress line on stderr: overwritten in place on a
