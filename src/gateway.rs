@@ -1,6 +1,11 @@
 //! The gateway: a tonic server carrying the `Dapr` service, gRPC health and
 //! reflection, with the transport settings of SPEC H4-H6, S1 and S2.
 //!
+//! It runs either on the actor threads (`serve_on`, what the binary does:
+//! each connection's work stays on one thread) or on the caller's tokio
+//! runtime (`serve`, for embedding); both share the services and the
+//! shutdown sequence below.
+//!
 //! Shutdown is threaded through explicitly. tonic's graceful shutdown waits
 //! for open streams to end, and an app's stream never ends by itself, so the
 //! gateway ends them: refuse new streams, close every connection (their

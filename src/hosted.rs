@@ -4,8 +4,9 @@
 //!
 //! A runtime of its own keeps the server's work off the threads of the
 //! callers and apps that talk to it, and its thread names let the bench count
-//! the server's CPU time alone (see [`crate::procstat`]). It has one worker
-//! per core, as `callbackstream serve` has.
+//! the server's CPU time alone (see [`crate::procstat`]). A hosted gateway
+//! serves on actor threads, as `callbackstream serve` does; its runtime here
+//! only binds the port and runs the shutdown sequence.
 
 use std::future::Future;
 use std::io;
@@ -50,20 +51,21 @@ pub struct HostedServer {
 }
 
 impl HostedServer {
-    /// Starts a runtime whose threads are named `thread_name`, binds a free
-    /// loopback port, and runs `serve(listener, stop)` on it, where `stop`
-    /// resolves when the server should shut down.
-    pub fn start<F, Fut>(thread_name: &str, serve: F) -> io::Result<Self>
+    /// Starts a runtime of `workers` threads named `thread_name`, binds a
+    /// free loopback port, and runs `serve(listener, stop)` on it, where
+    /// `stop` resolves when the server should shut down.
+    pub fn start<F, Fut>(thread_name: &str, workers: usize, serve: F) -> io::Result<Self>
     where
         F: FnOnce(TcpListener, WaitForCancellationFutureOwned) -> Fut,
         Fut: Future<Output = ServeResult> + Send + 'static,
     {
         let runtime = Builder::new_multi_thread()
-            .worker_threads(cores())
+            .worker_threads(workers.max(1))
             .thread_name(thread_name)
             .thread_keep_alive(KEEP_THREADS)
             .enable_all()
             .build()?;
+        wait_until_running(&runtime)?;
         let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
@@ -145,7 +147,8 @@ impl HostedGateway {
     ) -> io::Result<Self> {
         let actors = ActorRuntime::start_threads(options, threads)?;
         let threads = actors.threads();
-        let server = HostedServer::start(GATEWAY_THREADS, move |listener, stop| async move {
+        // One worker: it only binds the port and runs the shutdown sequence.
+        let server = HostedServer::start(GATEWAY_THREADS, 1, move |listener, stop| async move {
             gateway::serve_on(threads, settings, listener.into_std()?, stop)
                 .await
                 .map_err(Into::into)
@@ -185,6 +188,39 @@ impl HostedGateway {
     }
 }
 
-fn cores() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
+/// Returns once a worker of `runtime` has run a task. Workers start (and
+/// name themselves) asynchronously, while a client's connect can complete on
+/// the kernel's backlog alone; a bench reading the CPU time of the threads by
+/// name right after connecting could otherwise find none of them yet.
+fn wait_until_running(runtime: &Runtime) -> io::Result<()> {
+    let (ran, running) = std::sync::mpsc::channel();
+    runtime.spawn(async move {
+        let _ = ran.send(());
+    });
+    running
+        .recv_timeout(Duration::from_secs(10))
+        .map_err(|_| io::Error::other("the server's runtime did not start within 10 s"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The bench reads a hosted server's CPU time by thread name straight
+    /// after start: its threads must be there to be found by then.
+    #[test]
+    fn threads_are_measurable_as_soon_as_start_returns() {
+        for i in 0..20 {
+            let name = format!("probe-{i}");
+            let server = HostedServer::start(&name, 1, |_listener, stop| async move {
+                stop.await;
+                Ok(())
+            })
+            .unwrap();
+            CpuScope::Threads(vec![name.clone()])
+                .read()
+                .unwrap_or_else(|e| panic!("start {i}: {e}"));
+            drop(server);
+        }
+    }
 }

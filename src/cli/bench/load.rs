@@ -77,6 +77,9 @@ struct Ratios {
 #[derive(Debug, Serialize)]
 struct Settings {
     gateway: String,
+    /// Threads the in-process gateway serves on.
+    gateway_threads: Option<usize>,
+    baseline_threads: Option<usize>,
     apps: usize,
     callers: usize,
     caller_connections: usize,
@@ -129,6 +132,10 @@ pub(super) async fn run(args: &BenchArgs) -> Result<ExitCode, BoxError> {
 fn settings(args: &BenchArgs) -> Settings {
     Settings {
         gateway: args.addr.clone().unwrap_or_else(|| "in-process".into()),
+        gateway_threads: args.addr.is_none().then_some(args.threads),
+        baseline_threads: args
+            .baseline
+            .map(|_| args.baseline_threads.unwrap_or(args.threads)),
         apps: args.apps,
         callers: args.callers,
         caller_connections: caller_connections(args),
@@ -144,7 +151,10 @@ fn caller_connections(args: &BenchArgs) -> usize {
 }
 
 async fn measure_baseline(args: &BenchArgs) -> Result<Measurement, BoxError> {
-    let server = HostedServer::start(BASELINE_THREADS, |listener, stop| async move {
+    // By default as many threads as the gateway serves on: the two servers
+    // get the same share of the machine.
+    let threads = args.baseline_threads.unwrap_or(args.threads);
+    let server = HostedServer::start(BASELINE_THREADS, threads, |listener, stop| async move {
         baseline::serve(listener, stop).await.map_err(Into::into)
     })?;
     let target = Target {
@@ -291,8 +301,12 @@ fn ratios(gateway: &Measurement, baseline: &Measurement) -> Ratios {
 
 fn describe(s: &Settings) -> String {
     format!(
-        "bench: gateway {}, {} echo app(s), {} callers on {} connection(s), {}-byte payloads over {} actor ids, {}s per run after {}s warm-up",
+        "bench: gateway {}{}{}, {} echo app(s), {} callers on {} connection(s), {}-byte payloads over {} actor ids, {}s per run after {}s warm-up",
         s.gateway,
+        s.gateway_threads
+            .map_or_else(String::new, |n| format!(" on {n} thread(s)")),
+        s.baseline_threads
+            .map_or_else(String::new, |n| format!(", baseline on {n}")),
         s.apps,
         s.callers,
         s.caller_connections,

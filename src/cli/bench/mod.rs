@@ -89,6 +89,9 @@ pub struct BenchArgs {
     /// the --idle child) [default: as `callbackstream serve`].
     #[arg(long, default_value_t = 1, value_parser = at_least_one, conflicts_with = "addr")]
     threads: usize,
+    /// Worker threads of the baseline's server [default: as many as --threads].
+    #[arg(long, value_parser = at_least_one, requires = "baseline")]
+    baseline_threads: Option<usize>,
     /// Print one JSON object on stdout instead of the text report.
     #[arg(long)]
     json: bool,
