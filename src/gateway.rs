@@ -132,14 +132,14 @@ pub async fn serve_on(
                 .map_err(GatewayError::from)
         }
     });
-    let servers = async {
-        // A thread that stopped before its server finished has nothing to report.
+    // Ends at the first server that fails, else when all have finished. A
+    // thread that stopped before its server finished has nothing to report.
+    let servers = futures::future::try_join_all(
         servers
-            .await
             .into_iter()
-            .flatten()
-            .collect::<Result<(), _>>()
-    };
+            .map(|server| async { server.await.unwrap_or(Ok(())) }),
+    );
+    let servers = async { servers.await.map(drop) };
     gateway.run(&settings, shutdown, servers).await
 }
 

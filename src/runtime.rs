@@ -127,18 +127,18 @@ impl ActorThreads {
         self.arbiters.len()
     }
 
-    /// Runs `task(i)` on each actor thread `i` and resolves with their
-    /// outputs, in thread order. The tasks need not be `Send`: each is built
-    /// on its own thread. An output is `None` if its thread stopped first.
-    pub fn run_on_each<F, Fut>(&self, task: F) -> impl Future<Output = Vec<Option<Fut::Output>>>
+    /// Starts `task(i)` on each actor thread `i`; the futures returned, in
+    /// thread order, resolve with each task's output, or `None` if its thread
+    /// stopped first. The tasks need not be `Send`: each is built on its own
+    /// thread.
+    pub fn run_on_each<F, Fut>(&self, task: F) -> Vec<impl Future<Output = Option<Fut::Output>>>
     where
         F: Fn(usize) -> Fut + std::marker::Send + Sync + 'static,
         Fut: Future + 'static,
         Fut::Output: std::marker::Send + 'static,
     {
         let task = Arc::new(task);
-        let outputs: Vec<_> = self
-            .arbiters
+        self.arbiters
             .iter()
             .enumerate()
             .map(|(i, arbiter)| {
@@ -149,15 +149,8 @@ impl ActorThreads {
                         let _ = tx.send(task(i).await);
                     });
                 });
-                rx
+                async move { rx.await.ok() }
             })
-            .collect();
-        async move {
-            let mut done = Vec::with_capacity(outputs.len());
-            for rx in outputs {
-                done.push(rx.await.ok());
-            }
-            done
-        }
+            .collect()
     }
 }

@@ -121,8 +121,8 @@ async fn run_on_each_runs_one_task_on_each_actor_thread() {
     let actors = ActorRuntime::start_threads(ConnectionOptions::default(), 3).unwrap();
     let threads = actors.threads();
     assert_eq!(threads.count(), 3);
-    let ran =
-        promptly(threads.run_on_each(|i| async move { (i, std::thread::current().id()) })).await;
+    let tasks = threads.run_on_each(|i| async move { (i, std::thread::current().id()) });
+    let ran = promptly(futures::future::join_all(tasks)).await;
     let ran: Vec<_> = ran.into_iter().map(Option::unwrap).collect();
     assert_eq!(ran.iter().map(|(i, _)| *i).collect::<Vec<_>>(), [0, 1, 2]);
     let mut ids: Vec<_> = ran.iter().map(|(_, id)| format!("{id:?}")).collect();
