@@ -67,9 +67,10 @@ impl Transport {
     /// A raw send (SPEC R2 routing unless `send` names a type): the app's answer
     /// as it came, whatever its kind.
     pub async fn send(&self, send: Send) -> Result<Reply, Error> {
-        let pending = self
-            .manager
-            .send(send)
+        // Boxed to keep the callers' futures small (see front_door::invoke):
+        // actix's request future holds the message for a retry when the
+        // mailbox is full, ~450 bytes.
+        let pending = Box::pin(self.manager.send(send))
             .await
             .map_err(|_| Error::ShuttingDown)??;
         pending.await

@@ -38,7 +38,11 @@ pub async fn invoke(
         data: request.data,
         metadata: request.metadata,
     };
-    match transport.invoke(call, deadline).await {
+    // Boxed: tonic boxes this handler's future once per call, and with the
+    // transport's future inline it was ~1.6 KiB, past glibc's per-thread
+    // cache of small blocks (1032 bytes), so every call took malloc's slow
+    // path. Two small blocks cost less than one large one.
+    match Box::pin(transport.invoke(call, deadline)).await {
         Ok(reply) => Ok(Response::new(InvokeActorResponse { data: reply.data })),
         Err(Error::AppError { payload, .. }) => {
             let mut response = Response::new(InvokeActorResponse { data: payload });
@@ -141,6 +145,28 @@ fn parse_grpc_timeout(value: &str) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// See the comment in [`invoke`]: the futures a call allocates must each
+    /// fit glibc's small-block cache (1032 bytes).
+    #[actix_rt::test]
+    async fn per_call_futures_fit_a_small_allocation() {
+        use actix::Actor;
+        let transport = Transport::new(ManagerActor::default().start());
+        let metadata = MetadataMap::new();
+        let handler = invoke(&transport, &metadata, InvokeActorRequest::default());
+        let call = transport.invoke(InvokeRequest::default(), None);
+        // The handler's own state, plus tonic's request, is what tonic boxes.
+        assert!(
+            std::mem::size_of_val(&handler) <= 512,
+            "{}",
+            std::mem::size_of_val(&handler)
+        );
+        assert!(
+            std::mem::size_of_val(&call) <= 1000,
+            "{}",
+            std::mem::size_of_val(&call)
+        );
+    }
 
     #[test]
     fn grpc_timeout_units_parse_and_junk_does_not() {
