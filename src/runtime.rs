@@ -2,7 +2,7 @@
 //!
 //! actix runs actors on single-threaded tokio runtimes (arbiters). The
 //! manager lives on the system's first arbiter; a gateway may add more
-//! arbiters and serve gRPC *on* them (see [`ActorRuntime::run_on_each`]), so
+//! arbiters and serve gRPC *on* them (see [`ActorThreads::run_on_each`]), so
 //! that a stream's HTTP/2 connection, its reader and writer, and its
 //! connection actor share one thread. Hand-offs between them are then plain
 //! task wake-ups on that thread instead of wake-ups of a parked thread, which

@@ -1,6 +1,6 @@
 //! `callbackstream serve`: the gateway as a process.
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -10,7 +10,6 @@ use callbackstream::gateway::{self, GatewaySettings, TlsFiles};
 use callbackstream::runtime::ActorRuntime;
 use clap::Args;
 use log::info;
-use std::net::TcpListener;
 
 use super::{CliResult, duration};
 
@@ -28,7 +27,7 @@ pub struct ServeArgs {
     /// Unanswered requests one app stream may hold.
     #[arg(long, default_value_t = 16_384)]
     max_pending: usize,
-    /// Threads serving gRPC and running the actors (see docs/performance.md).
+    /// Threads serving gRPC and running the actors (docs/architecture.md says why one).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
     threads: u16,
     /// App streams served at once.
