@@ -17,8 +17,6 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use std::sync::Mutex;
-
 use actix::Addr;
 use log::{info, warn};
 use tokio::net::TcpListener;
@@ -111,21 +109,17 @@ pub async fn serve_on(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), GatewayError> {
     let (gateway, router) = Gateway::build(&settings, actors.manager()).await?;
-    info!("serving on {}", describe(&listener, &settings));
-    // Every thread accepts from the same socket; the kernel hands each
-    // connection to one of them.
+    info!("serving on {}", describe(listener.local_addr(), &settings));
+    // Every thread accepts from the same socket (a clone of it each); the
+    // kernel hands each connection to one of them.
     listener.set_nonblocking(true)?;
-    let listeners: Vec<_> = (0..actors.count())
-        .map(|_| listener.try_clone().map(Some))
-        .collect::<Result<_, _>>()?;
-    let listeners = Mutex::new(listeners);
     let drained = gateway.drained.clone();
-    let servers = actors.run_on_each(move |i| {
-        let listener = listeners.lock().expect("not poisoned")[i].take();
+    let servers = actors.run_on_each(move |_| {
+        let listener = listener.try_clone();
         let router = router.clone();
         let drained = drained.clone();
         async move {
-            let listener = TcpListener::from_std(listener.expect("one per thread"))?;
+            let listener = TcpListener::from_std(listener?)?;
             router
                 .serve_with_incoming_shutdown(incoming(listener), drained.cancelled_owned())
                 .await
@@ -154,7 +148,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), GatewayError> {
     let (gateway, router) = Gateway::build(&settings, manager).await?;
-    info!("serving on {}", describe(&listener, &settings));
+    info!("serving on {}", describe(listener.local_addr(), &settings));
     let drained = gateway.drained.clone().cancelled_owned();
     let server = router.serve_with_incoming_shutdown(incoming(listener), drained);
     gateway
@@ -277,31 +271,14 @@ fn tls_config(files: &TlsFiles) -> Result<ServerTlsConfig, std::io::Error> {
     Ok(ServerTlsConfig::new().identity(Identity::from_pem(cert, key)))
 }
 
-fn describe(listener: &impl LocalAddr, settings: &GatewaySettings) -> String {
+fn describe(addr: std::io::Result<SocketAddr>, settings: &GatewaySettings) -> String {
     let scheme = if settings.tls.is_some() {
         "https"
     } else {
         "http"
     };
-    listener.local_addr().map_or_else(
+    addr.map_or_else(
         |_| "an unknown address".into(),
         |a| format!("{scheme}://{a}"),
     )
-}
-
-/// Both kinds of listener say where they listen.
-trait LocalAddr {
-    fn local_addr(&self) -> std::io::Result<SocketAddr>;
-}
-
-impl LocalAddr for TcpListener {
-    fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        TcpListener::local_addr(self)
-    }
-}
-
-impl LocalAddr for std::net::TcpListener {
-    fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        std::net::TcpListener::local_addr(self)
-    }
 }
