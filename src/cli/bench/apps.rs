@@ -9,7 +9,6 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::thread::JoinHandle;
 
 use callbackstream::apphost::{AppHost, AppHostOptions};
 use futures::{StreamExt, TryStreamExt};
@@ -18,8 +17,8 @@ use tokio::sync::oneshot;
 
 use super::{BoxError, CLOSE_TIMEOUT, CONNECT_TIMEOUT, OPENING_AT_ONCE, connect, with_causes};
 
-/// The app threads' name.
-pub(super) const APP_THREAD: &str = "bench-apps";
+/// The app thread's name.
+const APP_THREAD: &str = "bench-apps";
 
 /// How app streams reach the gateway.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,11 +105,12 @@ async fn open_all(
         })
 }
 
-/// A thread running a single-threaded tokio runtime until dropped.
+/// A thread running a single-threaded tokio runtime until dropped. Not
+/// joined: the thread only drops its runtime, and the drop may run on an
+/// async worker that must not block.
 struct AppThread {
     handle: Handle,
     stop: Option<oneshot::Sender<()>>,
-    _thread: JoinHandle<()>,
 }
 
 impl AppThread {
@@ -120,7 +120,7 @@ impl AppThread {
             .build()?;
         let handle = runtime.handle().clone();
         let (stop, stopped) = oneshot::channel::<()>();
-        let thread = std::thread::Builder::new()
+        std::thread::Builder::new()
             .name(APP_THREAD.into())
             // Spawned tasks run while the thread blocks on this; dropping the
             // runtime afterwards cancels whatever is left.
@@ -130,15 +130,12 @@ impl AppThread {
         Ok(AppThread {
             handle,
             stop: Some(stop),
-            _thread: thread,
         })
     }
 }
 
 impl Drop for AppThread {
     fn drop(&mut self) {
-        // Not joined: the thread only drops its runtime, and this may run on an
-        // async worker that must not block.
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }

@@ -133,9 +133,7 @@ fn settings(args: &BenchArgs) -> Settings {
     Settings {
         gateway: args.addr.clone().unwrap_or_else(|| "in-process".into()),
         gateway_threads: args.addr.is_none().then_some(args.threads),
-        baseline_threads: args
-            .baseline
-            .map(|_| args.baseline_threads.unwrap_or(args.threads)),
+        baseline_threads: args.baseline.map(|_| baseline_threads(args)),
         apps: args.apps,
         callers: args.callers,
         caller_connections: caller_connections(args),
@@ -150,10 +148,14 @@ fn caller_connections(args: &BenchArgs) -> usize {
     args.caller_connections.unwrap_or(args.callers)
 }
 
+/// By default as many threads as the gateway serves on: the two servers get
+/// the same share of the machine.
+fn baseline_threads(args: &BenchArgs) -> usize {
+    args.baseline_threads.unwrap_or(args.threads)
+}
+
 async fn measure_baseline(args: &BenchArgs) -> Result<Measurement, BoxError> {
-    // By default as many threads as the gateway serves on: the two servers
-    // get the same share of the machine.
-    let threads = args.baseline_threads.unwrap_or(args.threads);
+    let threads = baseline_threads(args);
     let server = HostedServer::start(BASELINE_THREADS, threads, |listener, stop| async move {
         baseline::serve(listener, stop).await.map_err(Into::into)
     })?;
