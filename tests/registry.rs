@@ -10,7 +10,7 @@ use std::time::Duration;
 use callbackstream::connection::ConnectionStats;
 use callbackstream::error::DISCONNECTED;
 use callbackstream::manager::{
-    Close, CloseAll, CurrentConfig, Describe, IsConnected, RegistryView, Send,
+    Close, CloseAll, CurrentConfig, Describe, IsConnected, Register, RegistryView, Send,
 };
 use callbackstream::proto::subscribe_actor_events_request_alpha1::RequestType;
 use callbackstream::proto::{
@@ -375,6 +375,35 @@ async fn dropping_the_connection_handle_closes_it() {
 }
 
 /// R8: 16 tasks × 25 concurrent register/serve/close cycles leave no connection behind.
+/// R8 and R5 when `Register` names another arbiter (as the gateway's stream
+/// handler does): the actor starts there after the answer, yet a send that
+/// follows at once still lands, and a close still fails what waits.
+#[actix_rt::test]
+async fn r8_r5_hold_when_the_connection_runs_on_another_arbiter() {
+    let manager = start_manager();
+    let elsewhere = actix::Arbiter::new();
+    let register = Register {
+        arbiter: Some(elsewhere.handle()),
+        ..Register::new(RegistrationConfig::hosting(["cat"]))
+    };
+    let mut app: App = manager.send(register).await.expect("manager alive").into();
+    let answered = send_raw(&manager, "x").await;
+    let request = app.next().await;
+    app.answer(invoke_response(request_id(&request), "ok"))
+        .await;
+    assert_eq!(reply_data(within("reply", answered).await), "ok");
+
+    let waiting = send_raw(&manager, "waits").await;
+    app.next().await;
+    close(&manager, app.id).await;
+    assert!(matches!(
+        within("waiter fails", waiting).await,
+        Err(Error::Disconnected { .. })
+    ));
+    assert!(app.until_outbox_ends().await.is_empty());
+    elsewhere.stop();
+}
+
 #[actix_rt::test]
 async fn r8_concurrent_register_close_cycles_leave_nothing() {
     let manager = start_manager();
