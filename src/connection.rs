@@ -222,10 +222,13 @@ impl Actor for ConnectionActor {
 ///
 /// Sent with `do_send`, which ignores mailbox capacity. The backlog is
 /// bounded by the callers all the same: a caller has one `Send` in flight,
-/// the manager answers each at once, and the manager and its connections share
-/// one actor thread, whose mailboxes are drained in turn; so what waits here
-/// is at most about one manager batch of Dispatch/Forget pairs, and
-/// `max_pending` caps what a connection keeps once it has read them.
+/// the manager answers each at once, and when the manager and the connection
+/// share an actor thread (the default: one thread) their mailboxes are
+/// drained in turn; so what waits here is at most about one manager batch of
+/// Dispatch/Forget pairs, and `max_pending` caps what a connection keeps once
+/// it has read them. A connection on another thread (`--threads` > 1) is
+/// bounded only by that thread keeping up with the manager's (see
+/// docs/reliability.md).
 #[derive(Message)]
 #[rtype(result = "()")]
 pub(crate) struct Dispatch {
