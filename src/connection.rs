@@ -24,6 +24,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::error::Error;
 use crate::log_throttle::LogThrottle;
+use crate::manager::Closer;
 pub use crate::pending::PendingReply;
 use crate::proto::subscribe_actor_events_request_alpha1::RequestType;
 use crate::proto::subscribe_actor_events_response_alpha1::ResponseType;
@@ -88,6 +89,9 @@ pub struct ConnectionActor {
     awaiting_room: bool,
     /// Warnings about strays (unknown ids, empty or repeated handshakes).
     strays: LogThrottle,
+    /// Held once the actor reads its app's stream itself (`Listen`); dropped
+    /// when that stream ends, which closes the connection through the manager.
+    closer: Option<Closer>,
 }
 
 struct Waiter {
@@ -113,6 +117,7 @@ impl ConnectionActor {
             queued: VecDeque::new(),
             awaiting_room: false,
             strays: LogThrottle::new(Duration::from_secs(1)),
+            closer: None,
         };
         (actor, rx)
     }
@@ -304,6 +309,64 @@ impl Handler<Deliver> for ConnectionActor {
     type Result = ();
 
     fn handle(&mut self, Deliver(msg): Deliver, _: &mut Self::Context) {
+        self.receive(msg);
+    }
+}
+
+/// From now on, read the app's messages straight from its stream.
+///
+/// This is how the gRPC service feeds a connection: the actor polls the
+/// stream in its own task, so a reply reaches its caller with no reader task
+/// and no mailbox hop in between, and a stream costs one task less. An `Err`
+/// item is the stream's failure, told to the callers still waiting; when the
+/// stream ends, however it ends, `closer` is dropped, which closes the
+/// connection (the manager takes it out of the registry, then stops it).
+pub(crate) struct Listen<S> {
+    pub messages: S,
+    pub closer: Closer,
+}
+
+impl<S> Message for Listen<S> {
+    type Result = ();
+}
+
+/// What a listened-to stream yields: an app message, or why the stream failed.
+pub type Received = Result<SubscribeActorEventsRequestAlpha1, String>;
+
+impl<S> Handler<Listen<S>> for ConnectionActor
+where
+    S: futures::Stream<Item = Received> + 'static,
+{
+    type Result = ();
+
+    fn handle(&mut self, msg: Listen<S>, ctx: &mut Self::Context) {
+        self.closer = Some(msg.closer);
+        ctx.add_stream(msg.messages);
+    }
+}
+
+impl StreamHandler<Received> for ConnectionActor {
+    fn handle(&mut self, item: Received, _: &mut Self::Context) {
+        match item {
+            Ok(msg) => self.receive(msg),
+            Err(cause) => {
+                if let Some(closer) = &mut self.closer {
+                    closer.set_cause(cause);
+                }
+            }
+        }
+    }
+
+    /// Not `ctx.stop()` (the default): the manager must drop us from the
+    /// registry first, or it would keep routing sends to a stopped actor.
+    fn finished(&mut self, _: &mut Self::Context) {
+        self.closer = None;
+    }
+}
+
+impl ConnectionActor {
+    /// One message from the app: a reply completes its caller's oneshot.
+    fn receive(&mut self, msg: SubscribeActorEventsRequestAlpha1) {
         let conn = self.id;
         let Some(reply) = msg.request_type else {
             self.strays
@@ -414,6 +477,16 @@ impl Inbound {
             Err(SendError::Full(msg)) => self.0.send(msg).await.map_err(|_| Error::disconnected()),
             Err(SendError::Closed(_)) => Err(Error::disconnected()),
         }
+    }
+
+    /// Hand the app's stream to the connection, which reads it from then on
+    /// (see [`Listen`]). If the connection is gone already, `closer` is
+    /// dropped here, which is harmless: closing is idempotent.
+    pub(crate) fn listen<S>(&self, messages: S, closer: Closer)
+    where
+        S: futures::Stream<Item = Received> + std::marker::Send + 'static,
+    {
+        self.0.do_send(Listen { messages, closer });
     }
 
     /// How much the connection holds right now.

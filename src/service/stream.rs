@@ -1,15 +1,15 @@
 //! The `SubscribeActorEventsAlpha1` handler: one app stream from handshake to
 //! close (SPEC H1-H5).
 //!
-//! After the handshake two loops run side by side: the reader (a task) hands
-//! every inbound message to the connection actor, and the writer (the
-//! response stream tonic polls) drains the connection's outbox. They are tied
-//! so that whichever ends first ends the other:
-//! - reader ends (half-close, error) -> it closes the connection -> the outbox
+//! After the handshake two halves run side by side: the reader (a stream the
+//! connection actor polls itself) feeds it every inbound message, and the
+//! writer (the response stream tonic polls) drains the connection's outbox.
+//! They are tied so that whichever ends first ends the other:
+//! - reader ends (half-close, error) -> the connection closes -> the outbox
 //!   closes -> the writer finishes, with the reader's error status if any;
 //! - writer ends (the connection was closed, or tonic dropped the stream on
-//!   cancel) -> the writer's liveness token drops -> the reader stops and
-//!   closes the connection (a no-op if it is closed already).
+//!   cancel) -> the writer's liveness token drops -> the reader ends and
+//!   the connection closes (a no-op if it is closed already).
 //!
 //! Either way the connection is closed exactly when the stream ends, which
 //! fails its in-flight requests (R5) and leaves nothing behind.
@@ -20,15 +20,16 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use actix::Addr;
-use futures::Stream;
+use futures::{Stream, ready};
 use log::{debug, info, warn};
+use std::future::Future;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tonic::{Code, Status, Streaming};
 
 use crate::config::RegistrationConfig;
-use crate::connection::{ConnectionId, Outgoing};
-use crate::manager::{Closer, Connection, Inbound, ManagerActor, Register};
+use crate::connection::{ConnectionId, Outgoing, Received};
+use crate::manager::{Connection, ManagerActor, Register};
 use crate::proto::subscribe_actor_events_request_alpha1::RequestType;
 use crate::proto::subscribe_actor_events_response_alpha1::ResponseType;
 use crate::proto::{
@@ -76,15 +77,16 @@ pub async fn serve(
 
     let (end_tx, end_rx) = oneshot::channel();
     let (alive_tx, alive_rx) = oneshot::channel();
-    tokio::spawn(read_loop(ReadLoop {
-        id,
-        stream: inbound,
-        deliver_to,
+    deliver_to.listen(
+        Reader {
+            id,
+            stream: Some(inbound),
+            _slot: slot,
+            end: Some(end_tx),
+            writer_alive: alive_rx,
+        },
         closer,
-        _slot: slot,
-        end: end_tx,
-        writer_alive: alive_rx,
-    }));
+    );
     Ok(Box::pin(Outbound {
         ack: Some(ack()),
         outbox,
@@ -166,49 +168,60 @@ fn ack() -> Outgoing {
     }
 }
 
-struct ReadLoop {
+/// The app's side of the stream, as its connection actor reads it. Ends
+/// when the app half-closes, when the stream fails (after one `Err` with the
+/// cause) or when the writer is gone, and never yields again after that.
+struct Reader {
     id: ConnectionId,
-    stream: Streaming<SubscribeActorEventsRequestAlpha1>,
-    deliver_to: Inbound,
-    /// Closes the connection when the reader ends, however it ends.
-    closer: Closer,
-    /// Frees this stream's place when the reader ends.
+    /// `None` once ended.
+    stream: Option<Streaming<SubscribeActorEventsRequestAlpha1>>,
+    /// Frees this stream's place when the reader is dropped.
     _slot: OwnedSemaphorePermit,
     /// The status the writer should end the stream with, if not OK.
-    end: oneshot::Sender<Status>,
+    end: Option<oneshot::Sender<Status>>,
     /// Resolves once the writer is gone.
     writer_alive: oneshot::Receiver<()>,
 }
 
-async fn read_loop(mut r: ReadLoop) {
-    let failure = loop {
-        tokio::select! {
-            _ = &mut r.writer_alive => break None,
-            next = r.stream.message() => match next {
-                Ok(Some(msg)) => {
-                    if r.deliver_to.deliver(msg).await.is_err() {
-                        break None;
-                    }
-                }
-                Ok(None) => break None,
-                Err(status) => break Some(inbound_error(status)),
+impl Stream for Reader {
+    type Item = Received;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Received>> {
+        let this = self.get_mut();
+        let Some(stream) = this.stream.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let next = match Pin::new(&mut this.writer_alive).poll(cx) {
+            Poll::Ready(_) => None,
+            Poll::Pending => match ready!(Pin::new(stream).poll_next(cx)) {
+                Some(Ok(msg)) => return Poll::Ready(Some(Ok(msg))),
+                Some(Err(status)) => Some(this.failed(inbound_error(status))),
+                None => None,
             },
-        }
-    };
-    debug!("{}: reader done", r.id);
-    if let Some(status) = failure {
+        };
+        debug!("{}: reader done", this.id);
+        this.stream = None;
+        Poll::Ready(next.map(Err))
+    }
+}
+
+impl Reader {
+    /// Logs the failure and hands its status to the writer; returns the cause
+    /// callers still waiting are told.
+    fn failed(&mut self, status: Status) -> String {
         // An app that stops or crashes resets its stream: routine, not alarming.
         if matches!(status.code(), Code::Cancelled | Code::Unknown) {
-            info!("{}: stream ended by the app: {}", r.id, status.message());
+            info!("{}: stream ended by the app: {}", self.id, status.message());
         } else {
-            warn!("{}: stream failed: {}", r.id, status.message());
+            warn!("{}: stream failed: {}", self.id, status.message());
         }
-        r.closer
-            .set_cause(format!("actor host stream failed: {}", status.message()));
-        // The status must be in place before the close ends the writer.
-        let _ = r.end.send(status);
+        let cause = format!("actor host stream failed: {}", status.message());
+        // In place before the connection closes, which is what ends the writer.
+        if let Some(end) = self.end.take() {
+            let _ = end.send(status);
+        }
+        cause
     }
-    // Dropping `r.closer` closes the connection.
 }
 
 /// tonic reports an over-limit message as OUT_OF_RANGE; SPEC H5 (like
