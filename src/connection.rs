@@ -2,14 +2,15 @@
 //! bounded outbox and the table of requests waiting for the app's reply.
 //!
 //! Nobody else touches that state: the manager hands it requests (`Dispatch`),
-//! the stream reader hands it the app's messages (`Deliver`), a caller that
-//! gives up says so (`Forget`), and the manager ends it (`Stop`). Because one
-//! actor serialises all four, "a reply finds its caller" needs no locks.
+//! the app's messages come from the stream it reads itself (`Listen`) or one
+//! by one (`Deliver`), a caller that gives up says so (`Forget`), and the
+//! manager ends it (`Stop`). Because one actor serialises all of them, "a
+//! reply finds its caller" needs no locks.
 //!
 //! A request's life here: `Dispatch` stamps the id the manager gave it, parks
 //! its oneshot sender under that id and puts the message in the outbox (or, when the outbox is
-//! full, in a FIFO of messages waiting for room). `Deliver` removes the entry
-//! whose id the reply echoes and completes the oneshot. The caller holds the
+//! full, in a FIFO of messages waiting for room). A reply removes the entry
+//! whose id it echoes and completes the oneshot. The caller holds the
 //! receiving half as a [`PendingReply`].
 
 use std::collections::VecDeque;
@@ -208,8 +209,8 @@ impl Actor for ConnectionActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        // Deliver and Dispatch arrive from many callers at once; a roomier
-        // mailbox means fewer of them park on it.
+        // Dispatch and Forget arrive from many callers at once (and Deliver,
+        // for library users); a roomier mailbox means fewer of them park on it.
         ctx.set_mailbox_capacity(1024);
         debug!("{}: registered", self.id);
     }

@@ -3,8 +3,8 @@
 //! actix runs actors on single-threaded tokio runtimes (arbiters). The
 //! manager lives on the system's first arbiter; a gateway may add more
 //! arbiters and serve gRPC *on* them (see [`ActorThreads::run_on_each`]), so
-//! that a stream's HTTP/2 connection, its reader and writer, and its
-//! connection actor share one thread. Hand-offs between them are then plain
+//! that a stream's HTTP/2 connection, its writer, and its connection actor
+//! (which reads the stream itself) share one thread. Hand-offs between them are then plain
 //! task wake-ups on that thread instead of wake-ups of a parked thread, which
 //! is most of what a callback costs end to end (docs/performance.md).
 //!
