@@ -88,7 +88,7 @@ pub async fn serve(
         closer,
     );
     Ok(Box::pin(Outbound {
-        ack: Some(ack()),
+        acked: false,
         outbox,
         end: end_rx,
         _alive: alive_tx,
@@ -237,7 +237,9 @@ fn inbound_error(status: Status) -> Status {
 /// The writer: the ack, then the outbox until the connection closes, then the
 /// reader's failure status if it had one.
 struct Outbound {
-    ack: Option<Outgoing>,
+    /// Whether the ack went out. (A flag, not an `Option<Outgoing>`: every
+    /// stream keeps its writer for life, and the message is 264 bytes.)
+    acked: bool,
     outbox: mpsc::Receiver<Box<Outgoing>>,
     end: oneshot::Receiver<Status>,
     /// Dropped with the writer, which tells the reader to stop.
@@ -248,8 +250,9 @@ impl Stream for Outbound {
     type Item = Result<Outgoing, Status>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        if let Some(ack) = self.ack.take() {
-            return Poll::Ready(Some(Ok(ack)));
+        if !self.acked {
+            self.acked = true;
+            return Poll::Ready(Some(Ok(ack())));
         }
         match self.outbox.poll_recv(cx) {
             Poll::Ready(Some(msg)) => Poll::Ready(Some(Ok(*msg))),
