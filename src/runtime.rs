@@ -4,9 +4,10 @@
 //! manager lives on the system's first arbiter; a gateway may add more
 //! arbiters and serve gRPC *on* them (see [`ActorThreads::run_on_each`]), so
 //! that a stream's HTTP/2 connection, its writer, and its connection actor
-//! (which reads the stream itself) share one thread. Hand-offs between them are then plain
-//! task wake-ups on that thread instead of wake-ups of a parked thread, which
-//! is most of what a callback costs end to end (docs/performance.md).
+//! (which reads the stream itself) share one thread. Hand-offs between them
+//! are then plain task wake-ups on that thread instead of wake-ups of a
+//! parked thread, which is most of what a callback costs end to end
+//! (docs/performance.md).
 //!
 //! Code outside these threads (a tonic server on its own multi-threaded
 //! runtime, any tokio task) only sends messages to the manager's `Addr`,

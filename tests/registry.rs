@@ -459,7 +459,7 @@ async fn r9_replies_matched_by_id_and_strays_dropped() {
     );
     assert_eq!(app.stats().await.queued, 1, "third waits for room");
 
-    // Ids are issued as consecutive decimals (connection.rs), so this is the id
+    // Ids are issued as consecutive decimals (src/connection/mod.rs), so this is the id
     // the next request will get: a reply for it before it exists is a stray.
     let next_id = (ids[2].parse::<u64>().unwrap() + 1).to_string();
     let strays = [

@@ -14,6 +14,7 @@
 //! Either way the connection is closed exactly when the stream ends, which
 //! fails its in-flight requests (R5) and leaves nothing behind.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -22,7 +23,6 @@ use std::time::Duration;
 use actix::Addr;
 use futures::{Stream, ready};
 use log::{debug, info, warn};
-use std::future::Future;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tonic::{Code, Status, Streaming};
@@ -70,14 +70,14 @@ pub async fn serve(
     let connection = register(ctx, config).await?;
     let Connection {
         id,
-        inbound: deliver_to,
+        inbound: feed,
         outbox,
         closer,
     } = connection;
 
     let (end_tx, end_rx) = oneshot::channel();
     let (alive_tx, alive_rx) = oneshot::channel();
-    deliver_to.listen(
+    feed.listen(
         Reader {
             id,
             stream: Some(inbound),
