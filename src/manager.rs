@@ -15,13 +15,13 @@ use std::time::Duration;
 use actix::prelude::*;
 use actix_rt::ArbiterHandle;
 use log::info;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use crate::config::RegistrationConfig;
 pub use crate::connection::Inbound;
 use crate::connection::{
-    ConnectionActor, ConnectionId, ConnectionOptions, Dispatch, Outgoing, PendingReply, Stats, Stop,
+    ConnectionActor, ConnectionId, ConnectionOptions, Dispatch, Outbox, PendingReply, Stats, Stop,
 };
 use crate::error::{DISCONNECTED, Error};
 use crate::pending::deadline_in;
@@ -118,7 +118,7 @@ pub struct Connection {
     pub id: ConnectionId,
     pub inbound: Inbound,
     /// What to write to the app's stream. Ends when the connection closes.
-    pub outbox: mpsc::Receiver<Box<Outgoing>>,
+    pub outbox: Outbox,
     /// Closes the connection when dropped: keep it as long as you serve it.
     pub closer: Closer,
 }

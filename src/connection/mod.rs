@@ -22,7 +22,7 @@ use actix::prelude::*;
 use log::debug;
 use prost::Message as _;
 use rustc_hash::FxHashMap;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use crate::error::Error;
 use crate::log_throttle::LogThrottle;
@@ -30,11 +30,14 @@ use crate::manager::Closer;
 pub use crate::pending::PendingReply;
 
 mod inbound;
+mod outbox;
 use crate::proto::SubscribeActorEventsResponseAlpha1;
 use crate::proto::subscribe_actor_events_request_alpha1::RequestType;
 use crate::proto::subscribe_actor_events_response_alpha1::ResponseType;
 pub(crate) use inbound::Received;
 pub use inbound::{Deliver, Inbound};
+pub use outbox::Outbox;
+use outbox::{OutboxSender, TrySendError};
 
 /// A message the sidecar sends down an app stream.
 pub type Outgoing = SubscribeActorEventsResponseAlpha1;
@@ -78,9 +81,9 @@ pub struct ConnectionActor {
     /// The stream's message limit: a request the stream could not carry is
     /// refused here, because writing it would end the stream for everyone.
     max_message_bytes: Option<usize>,
-    /// The only long-lived sender of the outbox: when this actor stops the
-    /// outbox closes, and that is what ends the stream's writer.
-    outbox: mpsc::Sender<Box<Outgoing>>,
+    /// The outbox's only sender: when this actor stops it is dropped, and
+    /// that is what ends the stream's writer.
+    outbox: OutboxSender,
     /// The highest request id seen; the manager numbers a connection's
     /// requests `1, 2, 3...` and never reuses one, so an id at or below it
     /// that is not pending is a late reply, anything else a stranger.
@@ -111,8 +114,8 @@ impl ConnectionActor {
         id: ConnectionId,
         options: ConnectionOptions,
         max_message_bytes: Option<usize>,
-    ) -> (Self, mpsc::Receiver<Box<Outgoing>>) {
-        let (outbox, rx) = mpsc::channel(options.outbox_capacity.max(1));
+    ) -> (Self, Outbox) {
+        let (outbox, rx) = outbox::outbox(options.outbox_capacity);
         let actor = ConnectionActor {
             id,
             options,
@@ -136,8 +139,8 @@ impl ConnectionActor {
         }
         match self.outbox.try_send(msg) {
             Ok(()) => Ok(None),
-            Err(mpsc::error::TrySendError::Full(msg)) => Ok(Some(msg)),
-            Err(mpsc::error::TrySendError::Closed(_)) => Err(Error::disconnected()),
+            Err(TrySendError::Full(msg)) => Ok(Some(msg)),
+            Err(TrySendError::Closed) => Err(Error::disconnected()),
         }
     }
 
@@ -148,47 +151,33 @@ impl ConnectionActor {
             return;
         }
         self.awaiting_room = true;
-        let outbox = self.outbox.clone();
-        ctx.spawn(
-            outbox
-                .reserve_owned()
-                .into_actor(self)
-                .map(|permit, act, ctx| {
-                    act.awaiting_room = false;
-                    // A closed outbox means the stream writer is gone; the stream
-                    // handler is about to Close us, which fails the waiters.
-                    if let Ok(permit) = permit {
-                        act.flush_queued(permit, ctx);
-                    }
-                }),
-        );
+        ctx.spawn(self.outbox.room().into_actor(self).map(|open, act, ctx| {
+            act.awaiting_room = false;
+            // A closed outbox means the stream writer is gone; the stream
+            // handler is about to Close us, which fails the waiters.
+            if open {
+                act.flush_queued(ctx);
+            }
+        }));
     }
 
-    fn flush_queued(&mut self, permit: mpsc::OwnedPermit<Box<Outgoing>>, ctx: &mut Context<Self>) {
-        let mut permit = Some(permit);
+    fn flush_queued(&mut self, ctx: &mut Context<Self>) {
         while let Some(&id) = self.queued.front() {
             let msg = self
                 .pending
                 .get_mut(&id)
                 .and_then(|w| w.unsent.take())
                 .expect("queued ids have a pending entry holding their message");
-            let sent = match permit.take() {
-                Some(p) => {
-                    p.send(msg);
-                    Ok(())
-                }
-                None => self.outbox.try_send(msg),
-            };
-            match sent {
+            match self.outbox.try_send(msg) {
                 Ok(()) => {
                     self.queued.pop_front();
                 }
-                Err(mpsc::error::TrySendError::Full(msg)) => {
+                Err(TrySendError::Full(msg)) => {
                     self.pending.get_mut(&id).expect("checked above").unsent = Some(msg);
                     self.await_room(ctx);
                     return;
                 }
-                Err(mpsc::error::TrySendError::Closed(_)) => return,
+                Err(TrySendError::Closed) => return,
             }
         }
     }

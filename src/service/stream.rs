@@ -14,7 +14,6 @@
 //! Either way the connection is closed exactly when the stream ends, which
 //! fails its in-flight requests (R5) and leaves nothing behind.
 
-use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -23,12 +22,12 @@ use std::time::Duration;
 use actix::Addr;
 use futures::{Stream, ready};
 use log::{debug, info, warn};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 use tokio_util::sync::CancellationToken;
 use tonic::{Code, Status, Streaming};
 
 use crate::config::RegistrationConfig;
-use crate::connection::{ConnectionId, Outgoing, Received};
+use crate::connection::{ConnectionId, Outbox, Outgoing, Received};
 use crate::manager::{Connection, ManagerActor, Register};
 use crate::proto::subscribe_actor_events_request_alpha1::RequestType;
 use crate::proto::subscribe_actor_events_response_alpha1::ResponseType;
@@ -76,14 +75,12 @@ pub async fn serve(
     } = connection;
 
     let (end_tx, end_rx) = oneshot::channel();
-    let (alive_tx, alive_rx) = oneshot::channel();
     feed.listen(
         Reader {
             id,
             stream: Some(inbound),
             _slot: slot,
             end: Some(end_tx),
-            writer_alive: alive_rx,
         },
         closer,
     );
@@ -91,7 +88,6 @@ pub async fn serve(
         acked: false,
         outbox,
         end: end_rx,
-        _alive: alive_tx,
     }))
 }
 
@@ -177,10 +173,10 @@ struct Reader {
     stream: Option<Streaming<SubscribeActorEventsRequestAlpha1>>,
     /// Frees this stream's place when the reader is dropped.
     _slot: OwnedSemaphorePermit,
-    /// The status the writer should end the stream with, if not OK.
-    end: Option<oneshot::Sender<Status>>,
-    /// Resolves once the writer is gone.
-    writer_alive: oneshot::Receiver<()>,
+    /// Carries the status the writer should end the stream with, if not OK;
+    /// and since the writer holds the other half, it also says when the
+    /// writer is gone (one channel for both: a stream keeps it for life).
+    end: Option<oneshot::Sender<Box<Status>>>,
 }
 
 impl Stream for Reader {
@@ -191,17 +187,22 @@ impl Stream for Reader {
         let Some(stream) = this.stream.as_mut() else {
             return Poll::Ready(None);
         };
-        let next = match Pin::new(&mut this.writer_alive).poll(cx) {
-            Poll::Ready(_) => None,
-            Poll::Pending => match ready!(Pin::new(stream).poll_next(cx)) {
+        let writer_gone = this
+            .end
+            .as_mut()
+            .is_none_or(|end| end.poll_closed(cx).is_ready());
+        let failure = if writer_gone {
+            None
+        } else {
+            match ready!(Pin::new(stream).poll_next(cx)) {
                 Some(Ok(msg)) => return Poll::Ready(Some(Ok(msg))),
                 Some(Err(status)) => Some(this.failed(inbound_error(status))),
                 None => None,
-            },
+            }
         };
         debug!("{}: reader done", this.id);
         this.stream = None;
-        Poll::Ready(next.map(Err))
+        Poll::Ready(failure.map(Err))
     }
 }
 
@@ -218,7 +219,7 @@ impl Reader {
         let cause = format!("actor host stream failed: {}", status.message());
         // In place before the connection closes, which is what ends the writer.
         if let Some(end) = self.end.take() {
-            let _ = end.send(status);
+            let _ = end.send(Box::new(status));
         }
         cause
     }
@@ -240,10 +241,10 @@ struct Outbound {
     /// Whether the ack went out. (A flag, not an `Option<Outgoing>`: every
     /// stream keeps its writer for life, and the message is 264 bytes.)
     acked: bool,
-    outbox: mpsc::Receiver<Box<Outgoing>>,
-    end: oneshot::Receiver<Status>,
-    /// Dropped with the writer, which tells the reader to stop.
-    _alive: oneshot::Sender<()>,
+    outbox: Outbox,
+    /// The reader's failure status, if any. Dropped with the writer, which
+    /// tells the reader to stop.
+    end: oneshot::Receiver<Box<Status>>,
 }
 
 impl Stream for Outbound {
@@ -256,7 +257,7 @@ impl Stream for Outbound {
         }
         match self.outbox.poll_recv(cx) {
             Poll::Ready(Some(msg)) => Poll::Ready(Some(Ok(*msg))),
-            Poll::Ready(None) => Poll::Ready(self.end.try_recv().ok().map(Err)),
+            Poll::Ready(None) => Poll::Ready(self.end.try_recv().ok().map(|s| Err(*s))),
             Poll::Pending => Poll::Pending,
         }
     }

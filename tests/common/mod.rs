@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use actix::{Actor, Addr};
 use actix_rt::task::JoinHandle;
-use callbackstream::connection::{ConnectionStats, Outgoing};
+use callbackstream::connection::{ConnectionStats, Outbox, Outgoing};
 use callbackstream::manager::{Close, Closer, Connection, Inbound, Register, Send};
 use callbackstream::proto::subscribe_actor_events_request_alpha1::RequestType;
 use callbackstream::proto::subscribe_actor_events_response_alpha1::ResponseType;
@@ -24,8 +24,6 @@ use callbackstream::proto::{
 use callbackstream::{
     ConnectionId, ConnectionOptions, Error, ManagerActor, PendingReply, RegistrationConfig, Reply,
 };
-use tokio::sync::mpsc::Receiver;
-use tokio::sync::mpsc::error::TryRecvError;
 use tokio::time::Instant;
 
 /// How long a liveness assertion ("promptly", "no hang") waits. Generous on
@@ -83,7 +81,7 @@ pub async fn send_raw(manager: &Addr<ManagerActor>, data: &str) -> PendingReply 
 pub struct App {
     pub id: ConnectionId,
     pub inbound: Inbound,
-    outbox: Receiver<Box<Outgoing>>,
+    outbox: Outbox,
     /// Held so the connection lives as long as its fake app.
     _closer: Closer,
 }
@@ -120,10 +118,9 @@ impl App {
 
     /// The request already waiting in the outbox, if any (does not wait).
     pub fn try_next(&mut self) -> Option<ResponseType> {
-        match self.outbox.try_recv() {
-            Ok(msg) => Some(msg.response_type.expect("response_type set")),
-            Err(TryRecvError::Empty | TryRecvError::Disconnected) => None,
-        }
+        self.outbox
+            .try_recv()
+            .map(|msg| msg.response_type.expect("response_type set"))
     }
 
     /// Fails the test if a request is waiting in this app's outbox.
