@@ -7,11 +7,14 @@
 //! [`Inbound`]). Both end in `receive`, which matches a reply to its
 //! request by the id the app echoes, and by nothing else.
 
+use std::time::Duration;
+
 use actix::prelude::*;
 use log::debug;
 
 use super::{ConnectionActor, ConnectionStats, Reply, Stats};
 use crate::error::Error;
+use crate::log_throttle::LogThrottle;
 use crate::manager::Closer;
 use crate::proto::SubscribeActorEventsRequestAlpha1;
 use crate::proto::subscribe_actor_events_request_alpha1::RequestType;
@@ -85,13 +88,11 @@ impl ConnectionActor {
     fn receive(&mut self, msg: SubscribeActorEventsRequestAlpha1) {
         let conn = self.id;
         let Some(reply) = msg.request_type else {
-            self.strays
-                .warn(|| format!("{conn}: dropped a message with no request_type"));
+            self.warn_stray(|| format!("{conn}: dropped a message with no request_type"));
             return;
         };
         let Some(id) = reply_id(&reply) else {
-            self.strays
-                .warn(|| format!("{conn}: dropped a repeated initial_request"));
+            self.warn_stray(|| format!("{conn}: dropped a repeated initial_request"));
             return;
         };
         // Only a request that actually went out can be answered; an id that
@@ -108,10 +109,15 @@ impl ConnectionActor {
             None if self.was_issued(id) => {
                 debug!("{}: dropped a late reply for id {id:?}", self.id)
             }
-            None => self
-                .strays
-                .warn(|| format!("{conn}: dropped a reply with unknown id {id:?}")),
+            None => self.warn_stray(|| format!("{conn}: dropped a reply with unknown id {id:?}")),
         }
+    }
+
+    /// At most one warning a second about strays, with the count of the rest.
+    fn warn_stray(&mut self, message: impl FnOnce() -> String) {
+        self.strays
+            .get_or_insert_with(|| Box::new(LogThrottle::new(Duration::from_secs(1))))
+            .warn(message);
     }
 
     /// Whether `id` is one we issued and is no longer waiting: a reply that

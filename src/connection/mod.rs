@@ -16,7 +16,6 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Duration;
 
 use actix::prelude::*;
 use log::debug;
@@ -77,7 +76,8 @@ impl Default for ConnectionOptions {
 /// The actor behind one app stream. Created by the manager on `Register`.
 pub struct ConnectionActor {
     id: ConnectionId,
-    options: ConnectionOptions,
+    /// Requests this connection may hold unanswered (`ConnectionOptions`).
+    max_pending: usize,
     /// The stream's message limit: a request the stream could not carry is
     /// refused here, because writing it would end the stream for everyone.
     max_message_bytes: Option<usize>,
@@ -97,7 +97,9 @@ pub struct ConnectionActor {
     /// Whether a future waiting for outbox room is running (at most one).
     awaiting_room: bool,
     /// Warnings about strays (unknown ids, empty or repeated handshakes).
-    strays: LogThrottle,
+    /// Made on the first stray: most connections never see one, and the
+    /// actor's size counts (see `the_actor_task_fits_640_bytes`).
+    strays: Option<Box<LogThrottle>>,
     /// Held once the actor reads its app's stream itself (`Listen`); dropped
     /// when that stream ends, which closes the connection through the manager.
     closer: Option<Closer>,
@@ -118,14 +120,14 @@ impl ConnectionActor {
         let (outbox, rx) = outbox::outbox(options.outbox_capacity);
         let actor = ConnectionActor {
             id,
-            options,
+            max_pending: options.max_pending,
             max_message_bytes,
             outbox,
             last_id: 0,
             pending: FxHashMap::default(),
             queued: VecDeque::new(),
             awaiting_room: false,
-            strays: LogThrottle::new(Duration::from_secs(1)),
+            strays: None,
             closer: None,
         };
         (actor, rx)
@@ -262,9 +264,9 @@ impl ConnectionActor {
         mut request: ResponseType,
         ctx: &mut Context<Self>,
     ) -> Result<Option<Box<Outgoing>>, Error> {
-        if self.pending.len() >= self.options.max_pending {
+        if self.pending.len() >= self.max_pending {
             return Err(Error::TooManyPending {
-                limit: self.options.max_pending,
+                limit: self.max_pending,
             });
         }
         stamp_id(&mut request, itoa::Buffer::new().format(id).to_owned())?;
@@ -363,4 +365,22 @@ fn stamp_id(request: &mut ResponseType, id: String) -> Result<(), Error> {
     };
     *slot = id;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every app stream keeps its connection actor's task for life, and
+    /// tokio allocates task cells in 128-byte steps (it aligns them to 128
+    /// bytes on x86_64). The actor's context future (~520 bytes) plus the
+    /// cell's own ~100 fit 640; 24 bytes more and every idle stream costs
+    /// 768 (docs/performance.md, "Memory").
+    #[test]
+    fn the_actor_task_fits_640_bytes() {
+        let context = std::mem::size_of::<
+            actix::dev::ContextFut<ConnectionActor, Context<ConnectionActor>>,
+        >();
+        assert!(context <= 528, "{context}");
+    }
 }

@@ -96,7 +96,7 @@ impl DaprService {
 
 #[tonic::async_trait]
 impl Dapr for DaprService {
-    type SubscribeActorEventsAlpha1Stream = stream::OutboundStream;
+    type SubscribeActorEventsAlpha1Stream = stream::Outbound;
 
     async fn subscribe_actor_events_alpha1(
         &self,

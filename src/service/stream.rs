@@ -53,14 +53,11 @@ pub struct StreamContext {
     pub shutdown: CancellationToken,
 }
 
-/// The response stream tonic writes to the app.
-pub type OutboundStream = Pin<Box<dyn Stream<Item = Result<Outgoing, Status>> + Send>>;
-
 /// Serve one app stream: handshake, register, then run until either side ends.
 pub async fn serve(
     ctx: &StreamContext,
     mut inbound: Streaming<SubscribeActorEventsRequestAlpha1>,
-) -> Result<OutboundStream, Status> {
+) -> Result<Outbound, Status> {
     // Taken before the handshake, so streams that never register count too.
     let slot = ctx.stream_slots.take()?;
     let init = handshake(&mut inbound, ctx.handshake_timeout).await?;
@@ -84,11 +81,11 @@ pub async fn serve(
         },
         closer,
     );
-    Ok(Box::pin(Outbound {
+    Ok(Outbound {
         acked: false,
         outbox,
         end: end_rx,
-    }))
+    })
 }
 
 /// SPEC H1: the first message must be the registration.
@@ -235,9 +232,10 @@ fn inbound_error(status: Status) -> Status {
     }
 }
 
-/// The writer: the ack, then the outbox until the connection closes, then the
-/// reader's failure status if it had one.
-struct Outbound {
+/// The writer (the response stream tonic writes to the app): the ack, then
+/// the outbox until the connection closes, then the reader's failure status
+/// if it had one.
+pub struct Outbound {
     /// Whether the ack went out. (A flag, not an `Option<Outgoing>`: every
     /// stream keeps its writer for life, and the message is 264 bytes.)
     acked: bool,
