@@ -30,13 +30,21 @@ enum Command {
     Soak(cli::soak::SoakArgs),
 }
 
+/// `serve` runs the gateway on its own actor threads; its main runtime only
+/// waits for a signal and stops them, so one thread does, and a sidecar
+/// keeps no idle workers. The other commands drive load or apps from the
+/// main runtime and get a worker per core.
+fn runtime_for(command: &Command) -> tokio::runtime::Builder {
+    match command {
+        Command::Serve(_) => tokio::runtime::Builder::new_current_thread(),
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    }
+}
+
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime_for(&cli.command).enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");

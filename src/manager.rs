@@ -131,7 +131,10 @@ pub struct Connection {
 #[derive(Debug)]
 pub struct Closer {
     id: ConnectionId,
-    manager: Addr<ManagerActor>,
+    /// Weak: a strong `Addr` costs two allocations of its own, and every
+    /// connection keeps its closer for life. A manager that is gone has no
+    /// registry left to close anything in.
+    manager: actix::WeakAddr<ManagerActor>,
     cause: Option<String>,
 }
 
@@ -145,10 +148,12 @@ impl Closer {
 impl Drop for Closer {
     fn drop(&mut self) {
         // Close is idempotent, so an earlier explicit Close costs nothing here.
-        self.manager.do_send(Close {
-            id: self.id,
-            cause: self.cause.take(),
-        });
+        if let Some(manager) = self.manager.upgrade() {
+            manager.do_send(Close {
+                id: self.id,
+                cause: self.cause.take(),
+            });
+        }
     }
 }
 
@@ -182,7 +187,7 @@ impl Handler<Register> for ManagerActor {
             outbox,
             closer: Closer {
                 id,
-                manager: ctx.address(),
+                manager: ctx.address().downgrade(),
                 cause: None,
             },
         })
