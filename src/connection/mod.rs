@@ -12,7 +12,8 @@
 //! full, in a FIFO of messages waiting for room). A reply removes the entry
 //! whose id it echoes and completes the oneshot. The caller holds the
 //! receiving half as a [`PendingReply`]. The app's side (how its messages
-//! reach the actor, and how a reply is matched) is in `inbound.rs`.
+//! reach the actor, and how a reply is matched) is in `inbound.rs`, the
+//! outbox itself in `outbox.rs`.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -27,12 +28,13 @@ use crate::error::Error;
 use crate::log_throttle::LogThrottle;
 use crate::manager::Closer;
 pub use crate::pending::PendingReply;
-
-mod inbound;
-mod outbox;
 use crate::proto::SubscribeActorEventsResponseAlpha1;
 use crate::proto::subscribe_actor_events_request_alpha1::RequestType;
 use crate::proto::subscribe_actor_events_response_alpha1::ResponseType;
+
+mod inbound;
+mod outbox;
+
 pub(crate) use inbound::Received;
 pub use inbound::{Deliver, Inbound};
 pub use outbox::Outbox;
@@ -373,9 +375,10 @@ mod tests {
 
     /// Every app stream keeps its connection actor's task for life, and
     /// tokio allocates task cells in 128-byte steps (it aligns them to 128
-    /// bytes on x86_64). The actor's context future (~520 bytes) plus the
-    /// cell's own ~100 fit 640; 24 bytes more and every idle stream costs
-    /// 768 (docs/performance.md, "Memory").
+    /// bytes on x86_64). The actor's context future (504 bytes) plus the
+    /// cell's own ~100 fit 640. Past about 536 every idle stream would cost
+    /// 768, so growing past 528 should be a decision, made here, not an
+    /// accident (docs/performance.md, "Memory").
     #[test]
     fn the_actor_task_fits_640_bytes() {
         let context = std::mem::size_of::<
