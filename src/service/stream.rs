@@ -75,9 +75,8 @@ pub async fn serve(
     feed.listen(
         Reader {
             id,
-            stream: Some(inbound),
+            live: Some((inbound, end_tx)),
             _slot: slot,
-            end: Some(end_tx),
         },
         closer,
     );
@@ -166,14 +165,16 @@ fn ack() -> Outgoing {
 /// cause) or when the writer is gone, and never yields again after that.
 struct Reader {
     id: ConnectionId,
-    /// `None` once ended.
-    stream: Option<Streaming<SubscribeActorEventsRequestAlpha1>>,
+    /// The inbound stream, and the channel that carries the status the
+    /// writer should end the stream with, if not OK. The writer holds the
+    /// other half, so the channel also says when the writer is gone (one
+    /// channel for both: a stream keeps it for life). `None` once ended.
+    live: Option<(
+        Streaming<SubscribeActorEventsRequestAlpha1>,
+        oneshot::Sender<Box<Status>>,
+    )>,
     /// Frees this stream's place when the reader is dropped.
     _slot: OwnedSemaphorePermit,
-    /// Carries the status the writer should end the stream with, if not OK;
-    /// and since the writer holds the other half, it also says when the
-    /// writer is gone (one channel for both: a stream keeps it for life).
-    end: Option<oneshot::Sender<Box<Status>>>,
 }
 
 impl Stream for Reader {
@@ -181,32 +182,28 @@ impl Stream for Reader {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Received>> {
         let this = self.get_mut();
-        let Some(stream) = this.stream.as_mut() else {
+        let Some((stream, end)) = this.live.as_mut() else {
             return Poll::Ready(None);
         };
-        let writer_gone = this
-            .end
-            .as_mut()
-            .is_none_or(|end| end.poll_closed(cx).is_ready());
-        let failure = if writer_gone {
-            None
+        let failure = if end.poll_closed(cx).is_ready() {
+            None // the writer is gone
         } else {
             match ready!(Pin::new(stream).poll_next(cx)) {
                 Some(Ok(msg)) => return Poll::Ready(Some(Ok(msg))),
-                Some(Err(status)) => Some(this.failed(inbound_error(status))),
+                Some(Err(status)) => Some(inbound_error(status)),
                 None => None,
             }
         };
+        let (_, end) = this.live.take().expect("matched above");
         debug!("{}: reader done", this.id);
-        this.stream = None;
-        Poll::Ready(failure.map(Err))
+        Poll::Ready(failure.map(|status| Err(this.failed(status, end))))
     }
 }
 
 impl Reader {
     /// Logs the failure and hands its status to the writer; returns the cause
     /// callers still waiting are told.
-    fn failed(&mut self, status: Status) -> String {
+    fn failed(&self, status: Status, end: oneshot::Sender<Box<Status>>) -> String {
         // An app that stops or crashes resets its stream: routine, not alarming.
         if matches!(status.code(), Code::Cancelled | Code::Unknown) {
             info!("{}: stream ended by the app: {}", self.id, status.message());
@@ -215,9 +212,7 @@ impl Reader {
         }
         let cause = format!("actor host stream failed: {}", status.message());
         // In place before the connection closes, which is what ends the writer.
-        if let Some(end) = self.end.take() {
-            let _ = end.send(Box::new(status));
-        }
+        let _ = end.send(Box::new(status));
         cause
     }
 }
