@@ -255,3 +255,54 @@ impl Stream for Outbound {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use futures::StreamExt;
+    use tonic::codec::Codec;
+    use tonic::codegen::Bytes;
+
+    use super::*;
+    use crate::codec::LeanCodec;
+
+    /// An app that keeps its side of the stream open and sends nothing.
+    struct Silent;
+
+    impl http_body::Body for Silent {
+        type Data = Bytes;
+        type Error = Status;
+
+        fn poll_frame(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<http_body::Frame<Bytes>, Status>>> {
+            Poll::Pending
+        }
+    }
+
+    /// The writer can go while the app's side stays open (tonic ends the
+    /// response on an encoding error, say). The reader must end then too,
+    /// or the connection would stay registered, newest, with nobody to
+    /// write its requests: every send would fail.
+    #[tokio::test]
+    async fn the_reader_ends_once_the_writer_is_gone() {
+        let mut codec = LeanCodec::<Outgoing, SubscribeActorEventsRequestAlpha1>::default();
+        let inbound = Streaming::new_request(codec.decoder(), Silent, None, None);
+        let (end, writer_end) = oneshot::channel();
+        let slots = StreamSlots::new(1);
+        let mut reader = Reader {
+            id: ConnectionId(1),
+            live: Some((inbound, end)),
+            _slot: slots.take().unwrap(),
+        };
+        assert!(futures::poll!(reader.next()).is_pending());
+
+        drop(writer_end);
+        let next = tokio::time::timeout(Duration::from_secs(5), reader.next()).await;
+        assert!(matches!(next, Ok(None)), "the reader ends");
+        drop(reader);
+        assert!(slots.take().is_ok(), "and gives its stream's place back");
+    }
+}
