@@ -17,22 +17,21 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use actix::Addr;
 use log::{info, warn};
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
-use tonic::service::interceptor::InterceptedService;
-use tonic::transport::server::Router;
-use tonic::transport::server::TcpIncoming;
-use tonic::transport::{Identity, Server, ServerTlsConfig};
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
-use tower::layer::util::{Identity as NoLayer, Stack};
 
 use crate::manager::{CloseAll, ManagerActor};
 use crate::proto::FILE_DESCRIPTOR_SET;
 use crate::runtime::ActorThreads;
-use crate::service::oversize::OversizeLayer;
+use crate::server::{self, Http2, Http2Settings, TlsSetupError};
+use crate::service::router::Services;
 use crate::service::{DaprService, TokenCheck};
 
 /// The service name gRPC health reports on, besides the server as a whole ("").
@@ -59,7 +58,8 @@ pub struct GatewaySettings {
     pub tls: Option<TlsFiles>,
     /// How long shutdown may take before open connections are dropped.
     pub shutdown_grace: Duration,
-    /// How long an app may take to send its `initial_request`.
+    /// How long an app may take to send its `initial_request`, and a new
+    /// connection to finish its TLS handshake.
     pub handshake_timeout: Duration,
     /// App streams served at once; more are refused with RESOURCE_EXHAUSTED.
     pub max_streams: usize,
@@ -91,9 +91,11 @@ impl Default for GatewaySettings {
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
     #[error("cannot read TLS files: {0}")]
-    TlsFiles(#[from] std::io::Error),
-    #[error(transparent)]
-    Transport(#[from] tonic::transport::Error),
+    TlsFiles(std::io::Error),
+    #[error("cannot use the TLS files: {0}")]
+    Tls(#[from] TlsSetupError),
+    #[error("cannot serve on the listener: {0}")]
+    Listener(#[from] std::io::Error),
     #[error("cannot build reflection service: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
 }
@@ -108,7 +110,7 @@ pub async fn serve_on(
     listener: std::net::TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), GatewayError> {
-    let (gateway, router) = Gateway::build(&settings, actors.manager()).await?;
+    let (gateway, http, services) = Gateway::build(&settings, actors.manager()).await?;
     info!("serving on {}", describe(listener.local_addr(), &settings));
     // Every thread accepts from the same socket (a clone of it each); the
     // kernel hands each connection to one of them.
@@ -116,14 +118,11 @@ pub async fn serve_on(
     let drained = gateway.drained.clone();
     let servers = actors.run_on_each(move |_| {
         let listener = listener.try_clone();
-        let router = router.clone();
-        let drained = drained.clone();
+        let (http, services, drained) = (http.clone(), services.clone(), drained.clone());
         async move {
             let listener = TcpListener::from_std(listener?)?;
-            router
-                .serve_with_incoming_shutdown(incoming(listener), drained.cancelled_owned())
-                .await
-                .map_err(GatewayError::from)
+            server::serve(listener, http, services, drained).await;
+            Ok::<_, GatewayError>(())
         }
     });
     // Ends at the first server that fails, else when all have finished. A
@@ -147,17 +146,16 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), GatewayError> {
-    let (gateway, router) = Gateway::build(&settings, manager).await?;
+    let (gateway, http, services) = Gateway::build(&settings, manager).await?;
     info!("serving on {}", describe(listener.local_addr(), &settings));
-    let drained = gateway.drained.clone().cancelled_owned();
-    let server = router.serve_with_incoming_shutdown(incoming(listener), drained);
+    let server = server::serve(listener, http, services, gateway.drained.clone());
     gateway
-        .run(&settings, shutdown, async { Ok(server.await?) })
+        .run(&settings, shutdown, async {
+            server.await;
+            Ok(())
+        })
         .await
 }
-
-/// The services every server thread carries.
-type GatewayRouter = Router<Stack<OversizeLayer, NoLayer>>;
 
 /// What the server threads share, and the shutdown sequence.
 struct Gateway {
@@ -174,9 +172,8 @@ impl Gateway {
     async fn build(
         settings: &GatewaySettings,
         manager: Addr<ManagerActor>,
-    ) -> Result<(Self, GatewayRouter), GatewayError> {
+    ) -> Result<(Self, Arc<Http2>, Arc<Services>), GatewayError> {
         let stopping = CancellationToken::new();
-        let token = TokenCheck::new(settings.api_token.as_deref());
         let dapr = DaprService::new(manager.clone(), settings.app_id.clone())
             .with_shutdown(stopping.clone())
             .with_handshake_timeout(settings.handshake_timeout)
@@ -189,28 +186,25 @@ impl Gateway {
             .build_v1()?;
         let (health, health_service) = tonic_health::server::health_reporter();
         set_health(&health, ServingStatus::Serving).await;
+        let token = TokenCheck::new(settings.api_token.as_deref());
+        let services = Services::new(dapr, health_service, reflection, token);
 
-        let mut server = Server::builder()
-            .layer(OversizeLayer)
-            // tonic would otherwise lift hyper's per-connection default (200) to
-            // unlimited; every open call holds memory, so keep a ceiling.
-            .max_concurrent_streams(Some(MAX_CALLS_PER_CONNECTION))
-            .http2_keepalive_interval(Some(settings.keepalive_interval))
-            .http2_keepalive_timeout(Some(settings.keepalive_timeout));
+        let mut http = Http2::new(Http2Settings {
+            max_calls_per_connection: MAX_CALLS_PER_CONNECTION,
+            keepalive_interval: settings.keepalive_interval,
+            keepalive_timeout: settings.keepalive_timeout,
+        });
         if let Some(tls) = &settings.tls {
-            server = server.tls_config(tls_config(tls)?)?;
+            let acceptor = tls_acceptor(tls)?;
+            http = http.with_tls(acceptor, settings.handshake_timeout);
         }
-        let router = server
-            .add_service(health_service)
-            .add_service(InterceptedService::new(dapr, token.clone()))
-            .add_service(InterceptedService::new(reflection, token));
         let gateway = Gateway {
             manager,
             health,
             stopping,
             drained: CancellationToken::new(),
         };
-        Ok((gateway, router))
+        Ok((gateway, Arc::new(http), Arc::new(services)))
     }
 
     /// Runs `servers` until `shutdown`, then ends every app stream and lets
@@ -259,16 +253,10 @@ async fn set_health(health: &HealthReporter, status: ServingStatus) {
     health.set_service_status("", status).await;
 }
 
-/// Small request/reply messages must not wait for Nagle's algorithm; the
-/// builder's own nodelay setting only covers listeners tonic binds itself.
-fn incoming(listener: TcpListener) -> TcpIncoming {
-    TcpIncoming::from(listener).with_nodelay(Some(true))
-}
-
-fn tls_config(files: &TlsFiles) -> Result<ServerTlsConfig, std::io::Error> {
-    let cert = std::fs::read(&files.cert)?;
-    let key = std::fs::read(&files.key)?;
-    Ok(ServerTlsConfig::new().identity(Identity::from_pem(cert, key)))
+fn tls_acceptor(files: &TlsFiles) -> Result<TlsAcceptor, GatewayError> {
+    let cert = std::fs::read(&files.cert).map_err(GatewayError::TlsFiles)?;
+    let key = std::fs::read(&files.key).map_err(GatewayError::TlsFiles)?;
+    Ok(server::tls_acceptor(&cert, &key)?)
 }
 
 fn describe(addr: std::io::Result<SocketAddr>, settings: &GatewaySettings) -> String {

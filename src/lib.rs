@@ -26,6 +26,7 @@ pub mod pending;
 pub mod procstat;
 pub mod proto;
 pub mod runtime;
+pub mod server;
 pub mod service;
 pub mod transport;
 

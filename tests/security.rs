@@ -5,6 +5,7 @@
 mod harness;
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use callbackstream::apphost::{AppHost, AppHostOptions};
 use callbackstream::connection::ConnectionOptions;
@@ -25,7 +26,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tonic::codegen::http::uri::PathAndQuery;
 use tonic::metadata::MetadataValue;
-use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 use tonic::{Code, Request, Status, Streaming};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -227,6 +228,39 @@ async fn s1_health_needs_no_token() {
     }
 }
 
+/// S1: with a token configured, a service the gateway does not serve needs the token too (a caller without it learns nothing, not even which services exist); with it, the answer is UNIMPLEMENTED.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s1_unknown_services_need_the_token_then_are_unimplemented() {
+    let gateway = gateway_with_token().await;
+    for path in ["/no.such.Service/Do", "/no-method"] {
+        for &token in WRONG_TOKENS {
+            let result = call_path(gateway.channel().await, path, token).await;
+            assert_unauthenticated(result, &format!("{path} with {token:?}"));
+        }
+        let status = call_path(gateway.channel().await, path, Some(TOKEN))
+            .await
+            .expect_err("nobody serves it");
+        assert_eq!(status.code(), Code::Unimplemented, "{path}: {status:?}");
+    }
+}
+
+/// A unary call with an empty message to any path.
+async fn call_path(
+    channel: Channel,
+    path: &'static str,
+    token: Option<&str>,
+) -> Result<(), Status> {
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready()
+        .await
+        .map_err(|e| Status::unavailable(e.to_string()))?;
+    let codec = tonic_prost::ProstCodec::<(), ()>::default();
+    let path = PathAndQuery::from_static(path);
+    grpc.unary(with_token(Request::new(()), token), path, codec)
+        .await
+        .map(drop)
+}
+
 // ---------------------------------------------------------------- S2
 
 /// A certificate and key for "localhost" in a directory of their own, removed on drop.
@@ -337,6 +371,40 @@ async fn s2_unreadable_tls_files_are_an_error() {
         matches!(result, Err(GatewayError::TlsFiles(_))),
         "{result:?}"
     );
+}
+
+/// S2: TLS files that are readable but hold no usable certificate or key are an error, not a listener that fails every handshake.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s2_unusable_tls_files_are_an_error() {
+    let tls = SelfSigned::new();
+    std::fs::write(&tls.files.key, "not a key").unwrap();
+    let gateway = gateway_with(GatewaySettings {
+        tls: Some(tls.files.clone()),
+        ..GatewaySettings::default()
+    })
+    .await;
+    let result = promptly(gateway.server_result()).await;
+    assert!(matches!(result, Err(GatewayError::Tls(_))), "{result:?}");
+}
+
+/// S2 (S3): a client that opens a connection to the TLS listener and never finishes its handshake is dropped once the handshake timeout passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s2_a_stalled_tls_handshake_is_dropped() {
+    let tls = SelfSigned::new();
+    let gateway = gateway_with(GatewaySettings {
+        tls: Some(tls.files.clone()),
+        handshake_timeout: Duration::from_millis(200),
+        ..GatewaySettings::default()
+    })
+    .await;
+    let mut silent = TcpStream::connect(gateway.addr).await.unwrap();
+    let mut buf = [0u8; 64];
+    let read = promptly(silent.read(&mut buf)).await;
+    assert!(
+        matches!(read, Ok(0) | Err(_)),
+        "the server sent {read:?} instead of closing"
+    );
+    assert_survived(gateway).await;
 }
 
 // ---------------------------------------------------------------- S3

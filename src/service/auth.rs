@@ -1,8 +1,9 @@
 //! The API token check (SPEC S1): when a token is configured, every RPC but
 //! gRPC health must carry it in `dapr-api-token`, streams included.
 //!
-//! It runs as a tonic interceptor, i.e. before any handler code: a refused
-//! stream never reaches registration. The comparison is constant-time so the
+//! It runs before any handler code, so a refused stream never reaches
+//! registration: in the gateway's router (`router`), and as a tonic
+//! interceptor for whoever mounts `DaprService` in a tonic server of their own. The comparison is constant-time so the
 //! token cannot be guessed byte by byte from response timings.
 
 use std::sync::Arc;
@@ -40,16 +41,22 @@ impl std::fmt::Debug for TokenCheck {
     }
 }
 
-impl Interceptor for TokenCheck {
-    fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
+impl TokenCheck {
+    /// Whether a request with these headers may go on.
+    pub fn check(&self, headers: &http::HeaderMap) -> Result<(), Status> {
         let Some(expected) = &self.token else {
-            return Ok(request);
+            return Ok(());
         };
-        let given = request.metadata().get(TOKEN_HEADER).map(|v| v.as_bytes());
-        match given {
-            Some(given) if bool::from(given.ct_eq(expected)) => Ok(request),
+        match headers.get(TOKEN_HEADER).map(|v| v.as_bytes()) {
+            Some(given) if bool::from(given.ct_eq(expected)) => Ok(()),
             Some(_) => Err(Status::unauthenticated("invalid dapr-api-token")),
             None => Err(Status::unauthenticated("missing dapr-api-token")),
         }
+    }
+}
+
+impl Interceptor for TokenCheck {
+    fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
+        self.check(request.metadata().as_ref()).map(|()| request)
     }
 }

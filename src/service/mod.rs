@@ -8,6 +8,7 @@
 pub mod auth;
 pub mod front_door;
 pub mod oversize;
+pub mod router;
 pub mod status;
 pub mod stream;
 

@@ -1,0 +1,238 @@
+//! The gateway's HTTP/2 server: accepts connections on a listener, serves
+//! each with hyper on the thread that accepted it, and ends them when told.
+//!
+//! Why hyper directly rather than tonic's `Server`: the gateway serves only
+//! gRPC over HTTP/2 and three services it knows, and tonic's server pays per
+//! connection and per call for generality it does not use. Each connection
+//! held an HTTP/1-or-2 connection type sized for both, every response got a
+//! `Date` header that gRPC has no use for, and every call went through a
+//! general router and several layers, boxing its request and response bodies.
+//! With hyper's HTTP/2 connection and our own router (`service::router`) an
+//! idle app stream costs less memory and a callback less CPU
+//! (docs/performance.md has the figures).
+//!
+//! Shutdown is the caller's: when `stop` is cancelled the accept loop ends,
+//! which closes the listener, every connection is asked to end gracefully
+//! (GOAWAY, then it ends once its calls have), and [`serve`] returns when
+//! all have. The gateway ends the app streams itself before that, and bounds
+//! the wait (`crate::gateway`).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use hyper::server::conn::http2;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use log::{debug, warn};
+use pin_project_lite::pin_project;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+use tokio_util::task::TaskTracker;
+
+use crate::service::router::Services;
+
+/// How long to pause accepting after a failed accept (e.g. out of file
+/// descriptors), so the loop does not spin while the condition lasts.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+/// How every connection is served: the HTTP/2 settings, and TLS if any.
+pub struct Http2 {
+    builder: http2::Builder<TokioExecutor>,
+    tls: Option<Tls>,
+}
+
+struct Tls {
+    acceptor: TlsAcceptor,
+    /// A client that connects and never finishes its handshake is dropped after this.
+    handshake_timeout: Duration,
+}
+
+/// The HTTP/2 settings a gateway connection gets.
+#[derive(Debug, Clone, Copy)]
+pub struct Http2Settings {
+    /// Concurrent calls (streams) one connection may carry.
+    pub max_calls_per_connection: u32,
+    /// HTTP/2 ping interval and how long to wait for the answer (SPEC H6).
+    pub keepalive_interval: Duration,
+    pub keepalive_timeout: Duration,
+}
+
+impl Http2 {
+    pub fn new(settings: Http2Settings) -> Self {
+        let mut builder = http2::Builder::new(TokioExecutor::new());
+        builder
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(settings.max_calls_per_connection)
+            .keep_alive_interval(settings.keepalive_interval)
+            .keep_alive_timeout(settings.keepalive_timeout)
+            .auto_date_header(false);
+        Http2 { builder, tls: None }
+    }
+
+    /// Serve TLS (ALPN h2) with `acceptor`, giving each handshake `timeout`.
+    pub fn with_tls(mut self, acceptor: TlsAcceptor, timeout: Duration) -> Self {
+        self.tls = Some(Tls {
+            acceptor,
+            handshake_timeout: timeout,
+        });
+        self
+    }
+}
+
+/// Accepts connections on `listener` and serves `services` on each, on the
+/// current runtime, until `stop` is cancelled and every connection has ended.
+pub async fn serve(
+    listener: TcpListener,
+    http: Arc<Http2>,
+    services: Arc<Services>,
+    stop: CancellationToken,
+) {
+    let connections = TaskTracker::new();
+    let stopped = stop.cancelled();
+    tokio::pin!(stopped);
+    loop {
+        let accepted = tokio::select! {
+            biased;
+            _ = &mut stopped => break,
+            accepted = listener.accept() => accepted,
+        };
+        let tcp = match accepted {
+            Ok((tcp, _)) => tcp,
+            Err(e) => {
+                warn!("cannot accept a connection: {e}");
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
+                continue;
+            }
+        };
+        // Small request/reply messages must not wait for Nagle's algorithm.
+        if let Err(e) = tcp.set_nodelay(true) {
+            debug!("cannot set TCP_NODELAY: {e}");
+        }
+        // Plain and TLS connections are tasks of different types, so a plain
+        // one does not carry room for a TLS session it never has.
+        match &http.tls {
+            None => {
+                let connection = http
+                    .builder
+                    .serve_connection(TokioIo::new(tcp), services.clone());
+                connections.spawn(Drive::new(connection, stop.clone()))
+            }
+            Some(_) => connections.spawn(tls(tcp, http.clone(), services.clone(), stop.clone())),
+        };
+    }
+    drop(listener);
+    connections.close();
+    connections.wait().await;
+}
+
+async fn tls(tcp: TcpStream, http: Arc<Http2>, services: Arc<Services>, stop: CancellationToken) {
+    let Some(tls) = &http.tls else { return };
+    let handshake = tokio::time::timeout(tls.handshake_timeout, tls.acceptor.accept(tcp));
+    let io = tokio::select! {
+        _ = stop.cancelled() => return,
+        done = handshake => match done {
+            Ok(Ok(io)) => io,
+            Ok(Err(e)) => return debug!("TLS handshake failed: {e}"),
+            Err(_) => return debug!("TLS handshake timed out"),
+        },
+    };
+    let connection = http.builder.serve_connection(TokioIo::new(io), services);
+    drop(http);
+    Drive::new(connection, stop).await;
+}
+
+type Connection<I> = http2::Connection<TokioIo<I>, Arc<Services>, TokioExecutor>;
+
+pin_project! {
+    /// Serves one connection until it ends; once `stop` is cancelled, asks
+    /// it to end gracefully and waits for that.
+    ///
+    /// A hand-written future rather than an `async fn`: it is what every
+    /// connection's task holds for the connection's whole life, and an
+    /// `async fn` keeps the moved-in connection (~1.5 KiB) twice.
+    struct Drive<I> {
+        #[pin]
+        connection: Connection<I>,
+        #[pin]
+        stopped: WaitForCancellationFutureOwned,
+        stopping: bool,
+    }
+}
+
+impl<I> Drive<I> {
+    fn new(connection: Connection<I>, stop: CancellationToken) -> Self {
+        Drive {
+            connection,
+            stopped: stop.cancelled_owned(),
+            stopping: false,
+        }
+    }
+}
+
+impl<I> Future for Drive<I>
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let mut this = self.project();
+        if !*this.stopping && this.stopped.poll(cx).is_ready() {
+            *this.stopping = true;
+            this.connection.as_mut().graceful_shutdown();
+        }
+        let ended = ready!(this.connection.poll(cx));
+        if let Err(e) = ended {
+            debug!("connection ended: {e}");
+        }
+        Poll::Ready(())
+    }
+}
+
+/// Reads a PEM certificate chain and private key into a TLS acceptor that
+/// offers HTTP/2 only (gRPC needs nothing else).
+pub fn tls_acceptor(cert_pem: &[u8], key_pem: &[u8]) -> Result<TlsAcceptor, TlsSetupError> {
+    use tokio_rustls::rustls::ServerConfig;
+    use tokio_rustls::rustls::crypto::ring;
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+    let certs = CertificateDer::pem_slice_iter(cert_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| TlsSetupError::Pem("certificate", e))?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| TlsSetupError::Pem("key", e))?;
+    let mut config = ServerConfig::builder_with_provider(Arc::new(ring::default_provider()))
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)?;
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// Why the TLS files could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsSetupError {
+    #[error("cannot read the TLS {0}: {1}")]
+    Pem(&'static str, tokio_rustls::rustls::pki_types::pem::Error),
+    #[error(transparent)]
+    Rustls(#[from] tokio_rustls::rustls::Error),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a plain connection's task holds for the connection's life is
+    /// hyper's connection (~1.5 KiB) and little else; every idle app stream
+    /// pays it. An `async fn` in place of `Drive` doubled it (3.1 KiB).
+    #[test]
+    fn a_connection_task_holds_the_connection_once() {
+        let drive = std::mem::size_of::<Drive<TcpStream>>();
+        let connection = std::mem::size_of::<Connection<TcpStream>>();
+        assert!(drive <= connection + 128, "{drive} for a {connection}-byte connection");
+    }
+}
