@@ -233,6 +233,9 @@ mod tests {
     fn a_connection_task_holds_the_connection_once() {
         let drive = std::mem::size_of::<Drive<TcpStream>>();
         let connection = std::mem::size_of::<Connection<TcpStream>>();
-        assert!(drive <= connection + 128, "{drive} for a {connection}-byte connection");
+        assert!(
+            drive <= connection + 128,
+            "{drive} for a {connection}-byte connection"
+        );
     }
 }

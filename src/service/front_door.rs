@@ -115,9 +115,10 @@ fn check_name(field: &str, value: &str, forbidden: &[char]) -> Result<(), Status
 }
 
 /// When the caller's own gRPC deadline (`grpc-timeout`) passes, minus a small
-/// margin. tonic's server cancels a call whose `grpc-timeout` has elapsed with
-/// CANCELLED; giving up slightly earlier means the caller hears a definite
-/// DEADLINE_EXCEEDED from us instead (SPEC F3) and its entry is already gone.
+/// margin. The caller keeps its own timer too (tonic's client, for one, ends
+/// the call with CANCELLED when it fires, as tonic's server would); giving up
+/// slightly earlier means the caller hears a definite DEADLINE_EXCEEDED from
+/// us instead (SPEC F3) and its entry is already gone.
 fn caller_deadline(metadata: &MetadataMap) -> Option<Instant> {
     let timeout = parse_grpc_timeout(metadata.get("grpc-timeout")?.to_str().ok()?)?;
     let margin = (timeout / 20).clamp(Duration::from_millis(1), Duration::from_millis(50));
