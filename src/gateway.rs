@@ -1,23 +1,23 @@
-//! The gateway: a tonic server carrying the `Dapr` service, gRPC health and
-//! reflection, with the transport settings of SPEC H4-H6, S1 and S2.
+//! The gateway: the `Dapr` service, gRPC health and reflection on our HTTP/2
+//! server (`crate::server`), with the transport settings of SPEC H4-H6, S1
+//! and S2.
 //!
 //! It runs either on the actor threads (`serve_on`, what the binary does:
 //! each connection's work stays on one thread) or on the caller's tokio
 //! runtime (`serve`, for embedding); both share the services and the
 //! shutdown sequence below.
 //!
-//! Shutdown is threaded through explicitly. tonic's graceful shutdown waits
+//! Shutdown is threaded through explicitly. A graceful HTTP/2 shutdown waits
 //! for open streams to end, and an app's stream never ends by itself, so the
 //! gateway ends them: refuse new streams, close every connection (their
 //! in-flight requests fail as UNAVAILABLE and each stream finishes with OK),
-//! then let tonic drain, but never for longer than the grace period.
+//! then let the server drain, but never for longer than the grace period.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
-
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix::Addr;
 use log::{info, warn};
@@ -31,7 +31,7 @@ use crate::manager::{CloseAll, ManagerActor};
 use crate::proto::FILE_DESCRIPTOR_SET;
 use crate::runtime::ActorThreads;
 use crate::server::{self, Http2, Http2Settings, TlsSetupError};
-use crate::service::router::Services;
+use crate::service::router::{Named, Services};
 use crate::service::{DaprService, TokenCheck};
 
 /// The service name gRPC health reports on, besides the server as a whole ("").
@@ -187,7 +187,12 @@ impl Gateway {
         let (health, health_service) = tonic_health::server::health_reporter();
         set_health(&health, ServingStatus::Serving).await;
         let token = TokenCheck::new(settings.api_token.as_deref());
-        let services = Services::new(dapr, health_service, reflection, token);
+        let services = Services::new(
+            dapr,
+            Named::new(health_service),
+            Named::new(reflection),
+            token,
+        );
 
         let mut http = Http2::new(Http2Settings {
             max_calls_per_connection: MAX_CALLS_PER_CONNECTION,

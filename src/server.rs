@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use hyper::server::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use log::{debug, warn};
+use log::debug;
 use pin_project_lite::pin_project;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
@@ -33,6 +33,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tokio_util::task::TaskTracker;
 
+use crate::log_throttle::LogThrottle;
 use crate::service::router::Services;
 
 /// How long to pause accepting after a failed accept (e.g. out of file
@@ -92,6 +93,7 @@ pub async fn serve(
     stop: CancellationToken,
 ) {
     let connections = TaskTracker::new();
+    let mut accept_failures = LogThrottle::new(Duration::from_secs(10));
     let stopped = stop.cancelled();
     tokio::pin!(stopped);
     loop {
@@ -103,7 +105,7 @@ pub async fn serve(
         let tcp = match accepted {
             Ok((tcp, _)) => tcp,
             Err(e) => {
-                warn!("cannot accept a connection: {e}");
+                accept_failures.warn(|| format!("cannot accept a connection: {e}"));
                 tokio::time::sleep(ACCEPT_BACKOFF).await;
                 continue;
             }

@@ -45,14 +45,14 @@ pub struct Services {
     token: TokenCheck,
 }
 
-/// A boxed service and the gRPC service name it answers to.
-struct Named {
+/// A rarely called service, boxed, and the gRPC service name it answers to.
+pub struct Named {
     name: &'static str,
     service: Boxed,
 }
 
 impl Named {
-    fn new<S>(service: S) -> Self
+    pub fn new<S>(service: S) -> Self
     where
         S: Service<Request<Incoming>, Response = Response<Body>, Error = Infallible>
             + NamedService
@@ -70,32 +70,16 @@ impl Named {
 }
 
 impl Services {
-    pub fn new<H, R>(
+    pub fn new(
         dapr: DaprServer<DaprService>,
-        health: H,
-        reflection: R,
+        health: Named,
+        reflection: Named,
         token: TokenCheck,
-    ) -> Self
-    where
-        H: Service<Request<Incoming>, Response = Response<Body>, Error = Infallible>
-            + NamedService
-            + Clone
-            + Send
-            + Sync
-            + 'static,
-        H::Future: Send + 'static,
-        R: Service<Request<Incoming>, Response = Response<Body>, Error = Infallible>
-            + NamedService
-            + Clone
-            + Send
-            + Sync
-            + 'static,
-        R::Future: Send + 'static,
-    {
+    ) -> Self {
         Services {
             dapr,
-            health: Named::new(health),
-            reflection: Named::new(reflection),
+            health,
+            reflection,
             token,
         }
     }
