@@ -60,3 +60,35 @@ impl Interceptor for TokenCheck {
         self.check(request.metadata().as_ref()).map(|()| request)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use tonic::Code;
+    use tonic::metadata::MetadataValue;
+
+    use super::*;
+
+    fn request(token: Option<&'static str>) -> Request<()> {
+        let mut request = Request::new(());
+        if let Some(token) = token {
+            let value = MetadataValue::from_static(token);
+            request.metadata_mut().insert(TOKEN_HEADER, value);
+        }
+        request
+    }
+
+    /// S1 for whoever mounts `DaprService` in a tonic server of their own,
+    /// with this check as its interceptor (the gateway's router calls
+    /// `check` itself; tests/security.rs covers that path end to end).
+    #[test]
+    fn as_an_interceptor_it_lets_in_only_the_configured_token() {
+        let mut check = TokenCheck::new(Some("s3cret"));
+        for wrong in [None, Some(""), Some("s3cre"), Some("s3cret!")] {
+            let refused = check.call(request(wrong)).expect_err("let in");
+            assert_eq!(refused.code(), Code::Unauthenticated, "{wrong:?}");
+        }
+        assert!(check.call(request(Some("s3cret"))).is_ok());
+        let mut open = TokenCheck::new(None);
+        assert!(open.call(request(None)).is_ok());
+    }
+}
