@@ -59,7 +59,7 @@ pub struct GatewaySettings {
     /// How long shutdown may take before open connections are dropped.
     pub shutdown_grace: Duration,
     /// How long an app may take to send its `initial_request`, and a new
-    /// connection to finish its TLS handshake.
+    /// connection to send its first bytes and to finish its TLS handshake.
     pub handshake_timeout: Duration,
     /// App streams served at once; more are refused with RESOURCE_EXHAUSTED.
     pub max_streams: usize,
@@ -198,10 +198,11 @@ impl Gateway {
             max_calls_per_connection: MAX_CALLS_PER_CONNECTION,
             keepalive_interval: settings.keepalive_interval,
             keepalive_timeout: settings.keepalive_timeout,
+            handshake_timeout: settings.handshake_timeout,
         });
         if let Some(tls) = &settings.tls {
             let acceptor = tls_acceptor(tls)?;
-            http = http.with_tls(acceptor, settings.handshake_timeout);
+            http = http.with_tls(acceptor);
         }
         let gateway = Gateway {
             manager,

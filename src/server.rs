@@ -18,6 +18,7 @@
 //! the wait (`crate::gateway`).
 
 use std::future::Future;
+use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
@@ -43,12 +44,11 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 /// How every connection is served: the HTTP/2 settings, and TLS if any.
 pub struct Http2 {
     builder: http2::Builder<TokioExecutor>,
-    tls: Option<Tls>,
-}
-
-struct Tls {
-    acceptor: TlsAcceptor,
-    /// A client that connects and never finishes its handshake is dropped after this.
+    tls: Option<TlsAcceptor>,
+    /// How long a new connection may take to send its first bytes, and then
+    /// (with TLS) to finish its handshake. hyper bounds nothing before the
+    /// HTTP/2 preface (keepalive starts after it), so without this a client
+    /// that connects and goes quiet would hold a task and a socket forever.
     handshake_timeout: Duration,
 }
 
@@ -60,6 +60,8 @@ pub struct Http2Settings {
     /// HTTP/2 ping interval and how long to wait for the answer (SPEC H6).
     pub keepalive_interval: Duration,
     pub keepalive_timeout: Duration,
+    /// See [`Http2`].
+    pub handshake_timeout: Duration,
 }
 
 impl Http2 {
@@ -71,15 +73,16 @@ impl Http2 {
             .keep_alive_interval(settings.keepalive_interval)
             .keep_alive_timeout(settings.keepalive_timeout)
             .auto_date_header(false);
-        Http2 { builder, tls: None }
+        Http2 {
+            builder,
+            tls: None,
+            handshake_timeout: settings.handshake_timeout,
+        }
     }
 
-    /// Serve TLS (ALPN h2) with `acceptor`, giving each handshake `timeout`.
-    pub fn with_tls(mut self, acceptor: TlsAcceptor, timeout: Duration) -> Self {
-        self.tls = Some(Tls {
-            acceptor,
-            handshake_timeout: timeout,
-        });
+    /// Serve TLS (ALPN h2) with `acceptor`.
+    pub fn with_tls(mut self, acceptor: TlsAcceptor) -> Self {
+        self.tls = Some(acceptor);
         self
     }
 }
@@ -114,37 +117,84 @@ pub async fn serve(
         if let Err(e) = tcp.set_nodelay(true) {
             debug!("cannot set TCP_NODELAY: {e}");
         }
-        // Plain and TLS connections are tasks of different types, so a plain
-        // one does not carry room for a TLS session it never has.
-        match &http.tls {
-            None => {
-                let connection = http
-                    .builder
-                    .serve_connection(TokioIo::new(tcp), services.clone());
-                connections.spawn(Drive::new(connection, stop.clone()))
-            }
-            Some(_) => connections.spawn(tls(tcp, http.clone(), services.clone(), stop.clone())),
-        };
+        connections.spawn(open(
+            tcp,
+            http.clone(),
+            services.clone(),
+            stop.clone(),
+            connections.clone(),
+        ));
     }
     drop(listener);
     connections.close();
     connections.wait().await;
 }
 
-async fn tls(tcp: TcpStream, http: Arc<Http2>, services: Arc<Services>, stop: CancellationToken) {
-    let Some(tls) = &http.tls else { return };
-    let handshake = tokio::time::timeout(tls.handshake_timeout, tls.acceptor.accept(tcp));
-    let io = tokio::select! {
-        _ = stop.cancelled() => return,
-        done = handshake => match done {
-            Ok(Ok(io)) => io,
-            Ok(Err(e)) => return debug!("TLS handshake failed: {e}"),
-            Err(_) => return debug!("TLS handshake timed out"),
-        },
-    };
+/// Waits for a new connection's first bytes (and its TLS handshake), then
+/// hands it to a task of its own that serves it. Two tasks rather than one,
+/// so that what lives as long as the connection is only [`Drive`], not the
+/// state of its opening.
+async fn open(
+    tcp: TcpStream,
+    http: Arc<Http2>,
+    services: Arc<Services>,
+    stop: CancellationToken,
+    connections: TaskTracker,
+) {
+    let limit = http.handshake_timeout;
+    // `peek`, not `readable`: readiness can be reported before any byte has
+    // come (tokio documents false positives), and only data counts here.
+    let mut first = [0u8; 1];
+    match within(limit, &stop, tcp.peek(&mut first), "first bytes").await {
+        Some(n) if n > 0 => {}
+        _ => return,
+    }
+    match &http.tls {
+        None => start_serving(tcp, &http, services, stop, &connections),
+        Some(tls) => {
+            if let Some(io) = within(limit, &stop, tls.accept(tcp), "TLS handshake").await {
+                start_serving(io, &http, services, stop, &connections);
+            }
+        }
+    }
+}
+
+/// Starts the task that serves an opened connection for its life.
+fn start_serving<I>(
+    io: I,
+    http: &Http2,
+    services: Arc<Services>,
+    stop: CancellationToken,
+    connections: &TaskTracker,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let connection = http.builder.serve_connection(TokioIo::new(io), services);
-    drop(http);
-    Drive::new(connection, stop).await;
+    connections.spawn(Drive::new(connection, stop));
+}
+
+/// `step`'s value, unless it fails, takes longer than `limit`, or the
+/// server stops first.
+async fn within<T>(
+    limit: Duration,
+    stop: &CancellationToken,
+    step: impl Future<Output = io::Result<T>>,
+    what: &str,
+) -> Option<T> {
+    tokio::select! {
+        _ = stop.cancelled() => None,
+        done = tokio::time::timeout(limit, step) => match done {
+            Ok(Ok(value)) => Some(value),
+            Ok(Err(e)) => {
+                debug!("dropping a new connection: {what} failed: {e}");
+                None
+            }
+            Err(_) => {
+                debug!("dropping a new connection: no {what} within {limit:?}");
+                None
+            }
+        },
+    }
 }
 
 type Connection<I> = http2::Connection<TokioIo<I>, Arc<Services>, TokioExecutor>;

@@ -387,7 +387,7 @@ async fn s2_unusable_tls_files_are_an_error() {
     assert!(matches!(result, Err(GatewayError::Tls(_))), "{result:?}");
 }
 
-/// S2 (S3): a client that opens a connection to the TLS listener and never finishes its handshake is dropped once the handshake timeout passes.
+/// S2 (S3): a client that starts a TLS handshake and never finishes it is dropped once the handshake timeout passes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s2_a_stalled_tls_handshake_is_dropped() {
     let tls = SelfSigned::new();
@@ -397,17 +397,42 @@ async fn s2_a_stalled_tls_handshake_is_dropped() {
         ..GatewaySettings::default()
     })
     .await;
-    let mut silent = TcpStream::connect(gateway.addr).await.unwrap();
+    let mut stalled = TcpStream::connect(gateway.addr).await.unwrap();
+    // A TLS handshake record header announcing 256 bytes that never come.
+    stalled
+        .write_all(&[0x16, 0x03, 0x01, 0x01, 0x00])
+        .await
+        .unwrap();
+    assert_closed_by_server(&mut stalled).await;
+    assert_survived(gateway).await;
+}
+
+/// The server closes `stream` (promptly) without sending anything.
+async fn assert_closed_by_server(stream: &mut TcpStream) {
     let mut buf = [0u8; 64];
-    let read = promptly(silent.read(&mut buf)).await;
+    let read = promptly(stream.read(&mut buf)).await;
     assert!(
         matches!(read, Ok(0) | Err(_)),
         "the server sent {read:?} instead of closing"
     );
-    assert_survived(gateway).await;
 }
 
 // ---------------------------------------------------------------- S3
+
+/// S3: a connection that sends nothing at all (no HTTP/2 preface) is dropped once the handshake timeout passes, instead of holding a task and a socket for as long as the peer likes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_a_connection_that_sends_nothing_is_dropped() {
+    let gateway = gateway_with(GatewaySettings {
+        handshake_timeout: Duration::from_millis(200),
+        ..GatewaySettings::default()
+    })
+    .await;
+    let mut silent = TcpStream::connect(gateway.addr).await.unwrap();
+    assert_closed_by_server(&mut silent).await;
+    // Clients that do speak are served as ever.
+    fresh_app_round_trip(&gateway, "Chatty").await;
+    assert_survived(gateway).await;
+}
 
 /// The end of every S3 test: nothing panicked and the gateway stops cleanly.
 async fn assert_survived(gateway: TestGateway) {
