@@ -101,3 +101,32 @@ async fn requests_beyond_max_pending_are_resource_exhausted() {
     );
     drop(held);
 }
+
+/// One HTTP/2 connection may carry at most 1024 calls at once: the gateway
+/// announces it in its SETTINGS (MAX_CONCURRENT_STREAMS), so a single client
+/// cannot make it hold unbounded open calls (docs/reliability.md, "HTTP/2").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_connection_carries_at_most_1024_calls() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let gw = TestGateway::start().await;
+    let mut tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    // The client preface, then an empty SETTINGS frame.
+    tcp.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        .await
+        .unwrap();
+    tcp.write_all(&[0, 0, 0, 0x4, 0, 0, 0, 0, 0]).await.unwrap();
+    // The server's first frame is its SETTINGS: 9-byte header, then 6-byte
+    // entries of (16-bit id, 32-bit value).
+    let mut header = [0u8; 9];
+    promptly(tcp.read_exact(&mut header)).await.unwrap();
+    assert_eq!(header[3], 0x4, "first frame is not SETTINGS: {header:?}");
+    let len = u32::from_be_bytes([0, header[0], header[1], header[2]]) as usize;
+    let mut payload = vec![0u8; len];
+    promptly(tcp.read_exact(&mut payload)).await.unwrap();
+    let max_streams = payload
+        .chunks_exact(6)
+        .find(|entry| u16::from_be_bytes([entry[0], entry[1]]) == 0x3)
+        .map(|entry| u32::from_be_bytes([entry[2], entry[3], entry[4], entry[5]]));
+    assert_eq!(max_streams, Some(1024), "SETTINGS payload {payload:?}");
+}
