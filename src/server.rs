@@ -278,6 +278,25 @@ pub enum TlsSetupError {
 mod tests {
     use super::*;
 
+    /// S2: files that parse but hold no certificate, or no key, are refused
+    /// at start-up rather than making every handshake fail later.
+    #[test]
+    fn tls_needs_a_certificate_and_its_key() {
+        let rcgen::CertifiedKey { cert, signing_key } =
+            rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+        let (cert, key) = (cert.pem(), signing_key.serialize_pem());
+        assert!(tls_acceptor(cert.as_bytes(), key.as_bytes()).is_ok());
+        assert!(tls_acceptor(b"", key.as_bytes()).is_err(), "no certificate");
+        assert!(
+            tls_acceptor(key.as_bytes(), key.as_bytes()).is_err(),
+            "a key as the certificate"
+        );
+        assert!(
+            tls_acceptor(cert.as_bytes(), cert.as_bytes()).is_err(),
+            "a certificate as the key"
+        );
+    }
+
     /// What a plain connection's task holds for the connection's life is
     /// hyper's connection (~1.5 KiB) and little else; every idle app stream
     /// pays it. An `async fn` in place of `Drive` doubled it (3.1 KiB).
