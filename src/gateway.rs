@@ -103,7 +103,7 @@ pub enum GatewayError {
 /// Serve on `listener` from every thread of `actors` until `shutdown`
 /// resolves, then stop within the grace period. This is how the binary runs:
 /// each HTTP/2 connection, with its streams, calls and connection actors,
-/// lives on the one actor thread that accepted it (see `crate::runtime`).
+/// lives on one actor thread (see `crate::runtime` and `server::spread`).
 pub async fn serve_on(
     actors: ActorThreads,
     settings: GatewaySettings,
@@ -112,16 +112,27 @@ pub async fn serve_on(
 ) -> Result<(), GatewayError> {
     let (gateway, http, services) = Gateway::build(&settings, actors.manager()).await?;
     info!("serving on {}", describe(listener.local_addr(), &settings));
-    // Every thread accepts from the same socket (a clone of it each); the
-    // kernel hands each connection to one of them.
     listener.set_nonblocking(true)?;
+    // The manager's thread accepts and hands connections to the others in
+    // turn (see `server::spread`).
+    let (spread, intakes) = server::spread(actors.count());
+    let accepting = ThreadRole::Accept(listener, spread);
+    let roles = std::iter::once(accepting)
+        .chain(intakes.into_iter().map(ThreadRole::Take))
+        .collect();
     let drained = gateway.drained.clone();
-    let servers = actors.run_on_each(move |_| {
-        let listener = listener.try_clone();
+    let servers = actors.run_on_each_with(roles, move |_, role| {
         let (http, services, drained) = (http.clone(), services.clone(), drained.clone());
         async move {
-            let listener = TcpListener::from_std(listener?)?;
-            server::serve(listener, http, services, drained).await;
+            match role {
+                ThreadRole::Accept(listener, spread) => {
+                    let listener = TcpListener::from_std(listener)?;
+                    server::serve_spreading(listener, spread, http, services, drained).await;
+                }
+                ThreadRole::Take(intake) => {
+                    server::serve_handed(intake, http, services, drained).await;
+                }
+            }
             Ok::<_, GatewayError>(())
         }
     });
@@ -134,6 +145,14 @@ pub async fn serve_on(
     );
     let servers = async { servers.await.map(drop) };
     gateway.run(&settings, shutdown, servers).await
+}
+
+/// What one actor thread does in [`serve_on`].
+enum ThreadRole {
+    /// Accept, and hand connections to the other threads.
+    Accept(std::net::TcpListener, server::Spread),
+    /// Serve the connections handed to this thread.
+    Take(server::Intake),
 }
 
 /// Serve on `listener` on the calling tokio runtime until `shutdown`

@@ -138,16 +138,33 @@ impl ActorThreads {
         Fut: Future + 'static,
         Fut::Output: std::marker::Send + 'static,
     {
+        self.run_on_each_with(vec![(); self.count()], move |i, ()| task(i))
+    }
+
+    /// As [`run_on_each`](Self::run_on_each), giving thread `i` its own
+    /// `inputs[i]` as well (a thread without one runs nothing).
+    pub fn run_on_each_with<T, F, Fut>(
+        &self,
+        inputs: Vec<T>,
+        task: F,
+    ) -> Vec<impl Future<Output = Option<Fut::Output>>>
+    where
+        T: std::marker::Send + 'static,
+        F: Fn(usize, T) -> Fut + std::marker::Send + Sync + 'static,
+        Fut: Future + 'static,
+        Fut::Output: std::marker::Send + 'static,
+    {
         let task = Arc::new(task);
         self.arbiters
             .iter()
+            .zip(inputs)
             .enumerate()
-            .map(|(i, arbiter)| {
+            .map(|(i, (arbiter, input))| {
                 let (tx, rx) = oneshot::channel();
                 let task = task.clone();
                 arbiter.spawn_fn(move || {
                     actix_rt::spawn(async move {
-                        let _ = tx.send(task(i).await);
+                        let _ = tx.send(task(i, input).await);
                     });
                 });
                 async move { rx.await.ok() }

@@ -1,5 +1,6 @@
 //! The gateway's HTTP/2 server: accepts connections on a listener, serves
-//! each with hyper on the thread that accepted it, and ends them when told.
+//! each with hyper on one thread (the one that accepted it, or one it was
+//! handed to: `spread`), and ends them when told.
 //!
 //! Why hyper directly rather than tonic's `Server`: the gateway serves only
 //! gRPC over HTTP/2 and three services it knows, and tonic's server pays per
@@ -36,6 +37,12 @@ use tokio_util::task::TaskTracker;
 
 use crate::log_throttle::LogThrottle;
 use crate::service::router::Services;
+
+mod spread;
+mod tls;
+
+pub use spread::{Intake, Spread, spread};
+pub use tls::{TlsSetupError, tls_acceptor};
 
 /// How long to pause accepting after a failed accept (e.g. out of file
 /// descriptors), so the loop does not spin while the condition lasts.
@@ -95,7 +102,19 @@ pub async fn serve(
     services: Arc<Services>,
     stop: CancellationToken,
 ) {
-    let connections = TaskTracker::new();
+    serve_spreading(listener, Spread::none(), http, services, stop).await;
+}
+
+/// As [`serve`], but hands new connections to other threads as `spread`
+/// says; those threads serve them with [`serve_handed`].
+pub async fn serve_spreading(
+    listener: TcpListener,
+    mut spread: Spread,
+    http: Arc<Http2>,
+    services: Arc<Services>,
+    stop: CancellationToken,
+) {
+    let connections = Connections::new(http, services, stop.clone());
     let mut accept_failures = LogThrottle::new(Duration::from_secs(10));
     let stopped = stop.cancelled();
     tokio::pin!(stopped);
@@ -117,17 +136,72 @@ pub async fn serve(
         if let Err(e) = tcp.set_nodelay(true) {
             debug!("cannot set TCP_NODELAY: {e}");
         }
-        connections.spawn(open(
+        if let Some(tcp) = spread.place(tcp) {
+            connections.open(tcp);
+        }
+    }
+    // Closing the listener and the hand-over channels ends the intakes too.
+    drop((listener, spread));
+    connections.wait().await;
+}
+
+/// Serves the connections another thread's [`serve_spreading`] hands to this
+/// one, until that stops or `stop` is cancelled, and every connection has
+/// ended.
+pub async fn serve_handed(
+    mut intake: Intake,
+    http: Arc<Http2>,
+    services: Arc<Services>,
+    stop: CancellationToken,
+) {
+    let connections = Connections::new(http, services, stop.clone());
+    loop {
+        let handed = tokio::select! {
+            biased;
+            _ = stop.cancelled() => break,
+            handed = intake.next() => handed,
+        };
+        match handed {
+            Some(tcp) => connections.open(tcp),
+            None => break,
+        }
+    }
+    connections.wait().await;
+}
+
+/// The connections one thread serves: each is opened in a task of its own,
+/// and the thread's server ends once all have ended.
+struct Connections {
+    http: Arc<Http2>,
+    services: Arc<Services>,
+    stop: CancellationToken,
+    tasks: TaskTracker,
+}
+
+impl Connections {
+    fn new(http: Arc<Http2>, services: Arc<Services>, stop: CancellationToken) -> Self {
+        Connections {
+            http,
+            services,
+            stop,
+            tasks: TaskTracker::new(),
+        }
+    }
+
+    fn open(&self, tcp: TcpStream) {
+        self.tasks.spawn(open(
             tcp,
-            http.clone(),
-            services.clone(),
-            stop.clone(),
-            connections.clone(),
+            self.http.clone(),
+            self.services.clone(),
+            self.stop.clone(),
+            self.tasks.clone(),
         ));
     }
-    drop(listener);
-    connections.close();
-    connections.wait().await;
+
+    async fn wait(self) {
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
 }
 
 /// Waits for a new connection's first bytes (and its TLS handshake), then
@@ -245,57 +319,9 @@ where
     }
 }
 
-/// Reads a PEM certificate chain and private key into a TLS acceptor that
-/// offers HTTP/2 only (gRPC needs nothing else).
-pub fn tls_acceptor(cert_pem: &[u8], key_pem: &[u8]) -> Result<TlsAcceptor, TlsSetupError> {
-    use tokio_rustls::rustls::ServerConfig;
-    use tokio_rustls::rustls::crypto::ring;
-    use tokio_rustls::rustls::pki_types::pem::PemObject;
-    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
-
-    let certs = CertificateDer::pem_slice_iter(cert_pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| TlsSetupError::Pem("certificate", e))?;
-    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| TlsSetupError::Pem("key", e))?;
-    let mut config = ServerConfig::builder_with_provider(Arc::new(ring::default_provider()))
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)?;
-    config.alpn_protocols = vec![b"h2".to_vec()];
-    Ok(TlsAcceptor::from(Arc::new(config)))
-}
-
-/// Why the TLS files could not be used.
-#[derive(Debug, thiserror::Error)]
-pub enum TlsSetupError {
-    #[error("cannot read the TLS {0}: {1}")]
-    Pem(&'static str, tokio_rustls::rustls::pki_types::pem::Error),
-    #[error(transparent)]
-    Rustls(#[from] tokio_rustls::rustls::Error),
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// S2: files that parse but hold no certificate, or no key, are refused
-    /// at start-up rather than making every handshake fail later.
-    #[test]
-    fn tls_needs_a_certificate_and_its_key() {
-        let rcgen::CertifiedKey { cert, signing_key } =
-            rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
-        let (cert, key) = (cert.pem(), signing_key.serialize_pem());
-        assert!(tls_acceptor(cert.as_bytes(), key.as_bytes()).is_ok());
-        assert!(tls_acceptor(b"", key.as_bytes()).is_err(), "no certificate");
-        assert!(
-            tls_acceptor(key.as_bytes(), key.as_bytes()).is_err(),
-            "a key as the certificate"
-        );
-        assert!(
-            tls_acceptor(cert.as_bytes(), cert.as_bytes()).is_err(),
-            "a certificate as the key"
-        );
-    }
 
     /// What a plain connection's task holds for the connection's life is
     /// hyper's connection (~1.5 KiB) and little else; every idle app stream
