@@ -25,7 +25,6 @@ pub mod manager;
 pub mod pending;
 pub mod procstat;
 pub mod proto;
-pub mod relay;
 pub mod runtime;
 pub mod server;
 pub mod service;

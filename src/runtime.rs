@@ -25,7 +25,6 @@ use tokio::sync::oneshot;
 
 use crate::connection::ConnectionOptions;
 use crate::manager::ManagerActor;
-use crate::relay::Relay;
 
 /// The first actor thread's name (the bench counts its CPU time by it).
 /// Further arbiters are named by actix (`actix-rt|system:..|arbiter:..`).
@@ -57,16 +56,6 @@ impl ActorRuntime {
                     let manager = ManagerActor::new(options).start();
                     // Arbiters can only be created from inside the system.
                     let extra: Vec<Arbiter> = (1..threads).map(|_| Arbiter::new()).collect();
-                    if threads > 1 {
-                        // Calls then cross threads; their wake-ups go through
-                        // a relay on each thread (see `crate::relay`).
-                        actix_rt::spawn(Relay::here());
-                        for arbiter in &extra {
-                            arbiter.spawn_fn(|| {
-                                actix_rt::spawn(Relay::here());
-                            });
-                        }
-                    }
                     let _ = tx.send((manager, System::current(), Arbiter::current(), extra));
                 });
                 system.run()

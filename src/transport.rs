@@ -8,7 +8,6 @@
 //! [`Error::Protocol`].
 
 use std::collections::HashMap;
-use std::future::Future;
 
 use actix::Addr;
 use tokio::time::Instant;
@@ -67,13 +66,7 @@ impl Transport {
 
     /// A raw send (SPEC R2 routing unless `send` names a type): the app's answer
     /// as it came, whatever its kind.
-    pub fn send(&self, send: Send) -> impl Future<Output = Result<Reply, Error>> + '_ {
-        // Relayed: the manager's answer and the app's reply may come from
-        // other actor threads (see `crate::relay`).
-        crate::relay::relayed(self.route_and_wait(send))
-    }
-
-    async fn route_and_wait(&self, send: Send) -> Result<Reply, Error> {
+    pub async fn send(&self, send: Send) -> Result<Reply, Error> {
         // Boxed to keep the callers' futures small (see front_door::invoke):
         // actix's request future holds the message for a retry when the
         // mailbox is full, ~450 bytes.
