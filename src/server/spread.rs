@@ -80,7 +80,7 @@ impl Spread {
     /// (docs/performance.md).
     fn turn(&mut self) -> usize {
         let threads = self.others.len() + 1;
-        let ours = self.placed % (2 * threads) == 0;
+        let ours = self.placed.is_multiple_of(2 * threads);
         self.placed += 1;
         if ours || self.others.is_empty() {
             return 0;
