@@ -27,9 +27,9 @@ pub struct ServeArgs {
     /// Unanswered requests one app stream may hold.
     #[arg(long, default_value_t = 16_384)]
     max_pending: usize,
-    /// Threads serving gRPC and running the actors (docs/architecture.md says why one).
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
-    threads: u16,
+    /// Threads serving gRPC and running the actors [default: one per core].
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    threads: Option<u16>,
     /// App streams served at once.
     #[arg(long, default_value_t = callbackstream::service::DEFAULT_MAX_STREAMS)]
     max_streams: usize,
@@ -64,7 +64,10 @@ pub async fn run(args: ServeArgs) -> CliResult {
         outbox_capacity: args.outbox,
         max_pending: args.max_pending,
     };
-    let actors = ActorRuntime::start_threads(options, args.threads.into())?;
+    let threads = args
+        .threads
+        .map_or_else(callbackstream::runtime::default_threads, usize::from);
+    let actors = ActorRuntime::start_threads(options, threads)?;
     let settings = GatewaySettings {
         app_id: args.app_id,
         max_message_bytes: args.max_message_bytes,

@@ -220,10 +220,11 @@ impl Actor for ConnectionActor {
 /// Sent with `do_send`, which ignores mailbox capacity. The backlog is
 /// bounded by the callers all the same: a caller has one `Send` in flight,
 /// the manager answers each at once, and when the manager and the connection
-/// share an actor thread (the default: one thread) their mailboxes are
+/// share an actor thread (always with one thread; with more, for the first
+/// app to connect, which lands beside the manager) their mailboxes are
 /// drained in turn; so what waits here is at most about one manager batch of
 /// Dispatch/Forget pairs, and `max_pending` caps what a connection keeps once
-/// it has read them. A connection on another thread (`--threads` > 1) is
+/// it has read them. A connection on another thread than the manager's is
 /// bounded only by that thread keeping up with the manager's (see
 /// docs/reliability.md).
 #[derive(Message)]
