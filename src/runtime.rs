@@ -33,7 +33,7 @@ pub const THREAD_NAME: &str = "callbackstream-actors";
 /// How many actor threads a gateway serves on unless told: one per core this
 /// process may use, as a gRPC server would have workers. On the project's
 /// 2-core machine two threads carried 0.93x the calls of a 2-worker unary
-/// server against one thread's 0.80x (docs/performance.md).
+/// server against one thread's 0.81x (docs/performance.md).
 pub fn default_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }

@@ -1,18 +1,20 @@
 //! Spreading connections over the actor threads: one thread accepts, and
-//! hands each new connection to the threads in turn.
+//! hands new connections to the others.
 //!
 //! Why not let every thread accept from the same socket: the kernel wakes
 //! every thread waiting on it and whichever calls `accept` first wins, so
 //! where connections land depends on which thread happened to be idle, and
 //! whether the app's stream shares a thread with the manager (which every
-//! call passes through) is luck. Taking turns puts the same connections on
+//! call passes through) is luck. Deciding here puts the same connections on
 //! the same threads every time, in an order a test can check.
 //!
-//! The accepting thread is the manager's, and it takes the first turn: an
-//! app dials its sidecar as it starts, before anyone calls it, so its stream
-//! usually lands beside the manager, and calls from that thread's
-//! connections then never cross threads. (Throughput at `--threads 2`
-//! measured the same either way; docs/performance.md.)
+//! The accepting thread is the manager's, and it takes the first connection:
+//! an app dials its sidecar as it starts, before anyone calls it, so its
+//! stream usually lands beside the manager, and calls from that thread's
+//! connections then never cross threads. After that it takes few (see
+//! `Spread::turn`). Against threads racing for `accept`, this took two
+//! threads from 0.82 to 0.935 of a 2-worker unary server's calls/s
+//! (docs/performance.md).
 
 use std::net::TcpStream as StdTcpStream;
 
@@ -75,9 +77,9 @@ impl Spread {
     /// turn the rest of the time. This thread takes fewer because it has more
     /// to do per connection: it routes every call of every thread (the
     /// manager is here), and it usually hosts the app's stream, which carries
-    /// every call too. With 2 threads, 1 in 4 carried 20 % more calls than 1
-    /// in 2 in the contended regime, and [in the quiet one]
-    /// (docs/performance.md).
+    /// every call too. With 2 threads, 1 in 4 carried 14 % more calls than
+    /// 1 in 2 in the quiet regime (0.935 of the unary baseline against
+    /// 0.82) and ~20 % more in the contended one (docs/performance.md).
     fn turn(&mut self) -> usize {
         let threads = self.others.len() + 1;
         let ours = self.placed.is_multiple_of(2 * threads);
