@@ -18,7 +18,7 @@
 
 use std::net::TcpStream as StdTcpStream;
 
-use log::debug;
+use log::{debug, warn};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
@@ -110,7 +110,7 @@ impl Spread {
         let tcp = match tcp.into_std() {
             Ok(tcp) => tcp,
             Err(e) => {
-                debug!("dropping a new connection: cannot hand it over: {e}");
+                warn!("dropping a new connection: cannot hand it over: {e}");
                 return None;
             }
         };
@@ -118,7 +118,7 @@ impl Spread {
             Ok(()) => None,
             Err(mpsc::error::TrySendError::Full(tcp) | mpsc::error::TrySendError::Closed(tcp)) => {
                 TcpStream::from_std(tcp)
-                    .inspect_err(|e| debug!("dropping a new connection: {e}"))
+                    .inspect_err(|e| warn!("dropping a new connection: {e}"))
                     .ok()
             }
         }
@@ -133,7 +133,7 @@ impl Intake {
             let tcp = self.handed.recv().await?;
             match TcpStream::from_std(tcp) {
                 Ok(tcp) => return Some(tcp),
-                Err(e) => debug!("dropping a handed-over connection: {e}"),
+                Err(e) => warn!("dropping a handed-over connection: {e}"),
             }
         }
     }
