@@ -65,11 +65,7 @@ pub fn spread(threads: usize) -> (Spread, Vec<Intake>) {
 impl Spread {
     /// Every connection stays on the accepting thread.
     pub fn none() -> Self {
-        Spread {
-            others: Vec::new(),
-            placed: 0,
-            next_other: 0,
-        }
+        spread(1).0
     }
 
     /// The thread the next connection goes to: 0 (this one) once every

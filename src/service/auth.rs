@@ -3,8 +3,9 @@
 //!
 //! It runs before any handler code, so a refused stream never reaches
 //! registration: in the gateway's router (`router`), and as a tonic
-//! interceptor for whoever mounts `DaprService` in a tonic server of their own. The comparison is constant-time so the
-//! token cannot be guessed byte by byte from response timings.
+//! interceptor for whoever mounts `DaprService` in a tonic server of their
+//! own. The comparison is constant-time so the token cannot be guessed byte
+//! by byte from response timings.
 
 use std::sync::Arc;
 
