@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use actix::{Actor, Addr, System, SystemRunner};
 use callbackstream::RegistrationConfig;
-use callbackstream::apphost::echo;
+use callbackstream::kit::apphost::echo;
 use callbackstream::manager::{Connection, ManagerActor, Register, Send};
 use callbackstream::proto::SubscribeActorEventsRequestAlpha1;
 use callbackstream::proto::subscribe_actor_events_request_alpha1::RequestType;

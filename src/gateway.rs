@@ -29,10 +29,10 @@ use tonic_health::server::HealthReporter;
 
 use crate::manager::{CloseAll, ManagerActor};
 use crate::proto::FILE_DESCRIPTOR_SET;
-use crate::runtime::ActorThreads;
 use crate::server::{self, Http2, Http2Settings, TlsSetupError};
 use crate::service::router::{Named, Services};
 use crate::service::{DaprService, TokenCheck};
+use crate::threads::ActorThreads;
 
 /// The service name gRPC health reports on, besides the server as a whole ("").
 const SERVICE_NAME: &str = "dapr.proto.runtime.v1.Dapr";
@@ -103,7 +103,7 @@ pub enum GatewayError {
 /// Serve on `listener` from every thread of `actors` until `shutdown`
 /// resolves, then stop within the grace period. This is how the binary runs:
 /// each HTTP/2 connection, with its streams, calls and connection actors,
-/// lives on one actor thread (see `crate::runtime` and `server::spread`).
+/// lives on one actor thread (see `crate::threads` and `server::spread`).
 pub async fn serve_on(
     actors: ActorThreads,
     settings: GatewaySettings,

@@ -10,24 +10,19 @@
 //!
 //! See docs/architecture.md for how a request travels through them.
 
-pub mod apphost;
-pub mod baseline;
-pub mod chaos;
 pub mod codec;
 pub mod config;
 pub mod connection;
 pub mod error;
 pub mod gateway;
-pub mod hosted;
-pub mod load;
+pub mod kit;
 pub mod log_throttle;
 pub mod manager;
 pub mod pending;
-pub mod procstat;
 pub mod proto;
-pub mod runtime;
 pub mod server;
 pub mod service;
+pub mod threads;
 pub mod transport;
 
 pub use config::RegistrationConfig;

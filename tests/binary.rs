@@ -5,7 +5,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use callbackstream::apphost::{AppHost, AppHostOptions};
+use callbackstream::kit::apphost::{AppHost, AppHostOptions};
 use tonic::transport::Endpoint;
 
 const BIN: &str = env!("CARGO_BIN_EXE_callbackstream");

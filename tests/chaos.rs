@@ -3,7 +3,7 @@
 //! callers keep calling with deadlines. Nothing may hang, no caller may get
 //! another's answer, and once the apps are gone nothing is left behind.
 //!
-//! The workload is `callbackstream::chaos`, the same one `callbackstream
+//! The workload is `callbackstream::kit::chaos`, the same one `callbackstream
 //! soak` runs for minutes. `CHAOS_SEED` and `CHAOS_SECS` override the seed
 //! and the duration.
 
@@ -12,7 +12,7 @@ mod harness;
 use std::sync::Arc;
 use std::time::Duration;
 
-use callbackstream::chaos::{self, ChaosCounters, ChaosSpec, ChaosTarget};
+use callbackstream::kit::chaos::{self, ChaosCounters, ChaosSpec, ChaosTarget};
 use harness::{TestGateway, promptly, server_panics, watch_panics};
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {

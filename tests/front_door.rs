@@ -6,9 +6,9 @@ mod harness;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use callbackstream::apphost::{AppHost, AppHostOptions, echo};
 use callbackstream::connection::ConnectionOptions;
 use callbackstream::gateway::GatewaySettings;
+use callbackstream::kit::apphost::{AppHost, AppHostOptions, echo};
 use callbackstream::proto::actor_runtime::ActorRuntimeStatus;
 use callbackstream::proto::subscribe_actor_events_request_alpha1::RequestType;
 use callbackstream::proto::subscribe_actor_events_response_alpha1::ResponseType;

@@ -5,13 +5,13 @@
 
 mod harness;
 
-use callbackstream::apphost::AppHostOptions;
 use callbackstream::connection::ConnectionOptions;
 use callbackstream::gateway::GatewaySettings;
+use callbackstream::kit::apphost::AppHostOptions;
 use callbackstream::proto::SubscribeActorEventsRequestInvokeResponseAlpha1;
 use callbackstream::proto::subscribe_actor_events_request_alpha1::RequestType;
 use callbackstream::proto::subscribe_actor_events_response_alpha1::ResponseType;
-use callbackstream::runtime::ActorRuntime;
+use callbackstream::threads::ActorSystem;
 use harness::{Hosting, TestGateway, invoke, next_invoke, promptly, spawn_invoke};
 use tonic::Code;
 
@@ -118,7 +118,7 @@ async fn every_hosting_shuts_down_cleanly_with_calls_in_flight() {
 
 #[tokio::test]
 async fn run_on_each_runs_one_task_on_each_actor_thread() {
-    let actors = ActorRuntime::start_threads(ConnectionOptions::default(), 3).unwrap();
+    let actors = ActorSystem::start_threads(ConnectionOptions::default(), 3).unwrap();
     let threads = actors.threads();
     assert_eq!(threads.count(), 3);
     let tasks = threads.run_on_each(|i| async move { (i, std::thread::current().id()) });

@@ -4,9 +4,9 @@
 
 mod harness;
 
-use callbackstream::apphost::{AppHost, AppHostOptions};
 use callbackstream::connection::ConnectionOptions;
 use callbackstream::gateway::GatewaySettings;
+use callbackstream::kit::apphost::{AppHost, AppHostOptions};
 use harness::{TestGateway, eventually, invoke, next_invoke, promptly, spawn_invoke};
 use tonic::Code;
 

@@ -7,9 +7,9 @@ mod harness;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use callbackstream::apphost::{AppHost, AppHostOptions};
 use callbackstream::connection::ConnectionOptions;
 use callbackstream::gateway::{GatewayError, GatewaySettings, TlsFiles};
+use callbackstream::kit::apphost::{AppHost, AppHostOptions};
 use callbackstream::proto::dapr_client::DaprClient;
 use callbackstream::proto::subscribe_actor_events_request_alpha1::RequestType;
 use callbackstream::proto::subscribe_actor_events_response_alpha1::ResponseType;

@@ -4,10 +4,10 @@ mod harness;
 
 use std::time::Duration;
 
-use callbackstream::apphost::AppHostOptions;
 use callbackstream::config::RegistrationConfig;
 use callbackstream::connection::ConnectionOptions;
 use callbackstream::gateway::GatewaySettings;
+use callbackstream::kit::apphost::AppHostOptions;
 use callbackstream::manager::{Close, CurrentConfig};
 
 use callbackstream::proto::subscribe_actor_events_request_alpha1::RequestType;
@@ -256,7 +256,7 @@ async fn h6_keepalive_detects_vanished_app() {
         let _ = tx.send(req);
         None
     });
-    let _far = callbackstream::apphost::AppHost::connect(via_proxy, options)
+    let _far = callbackstream::kit::apphost::AppHost::connect(via_proxy, options)
         .await
         .unwrap();
     let mut client = gw.client().await;

@@ -5,11 +5,11 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use callbackstream::apphost::{AppHost, AppHostOptions};
 use callbackstream::connection::ConnectionOptions;
 use callbackstream::gateway::GatewaySettings;
-use callbackstream::hosted::HostedGateway;
-use callbackstream::load::{self, LoadSpec};
+use callbackstream::kit::apphost::{AppHost, AppHostOptions};
+use callbackstream::kit::hosted::HostedGateway;
+use callbackstream::kit::load::{self, LoadSpec};
 use callbackstream::proto::GetMetadataRequest;
 use callbackstream::proto::dapr_client::DaprClient;
 use clap::Args;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use callbackstream::connection::ConnectionOptions;
 use callbackstream::gateway::{self, GatewaySettings, TlsFiles};
-use callbackstream::runtime::ActorRuntime;
+use callbackstream::threads::ActorSystem;
 use clap::Args;
 use log::info;
 
@@ -66,8 +66,8 @@ pub async fn run(args: ServeArgs) -> CliResult {
     };
     let threads = args
         .threads
-        .map_or_else(callbackstream::runtime::default_threads, usize::from);
-    let actors = ActorRuntime::start_threads(options, threads)?;
+        .map_or_else(callbackstream::threads::default_threads, usize::from);
+    let actors = ActorSystem::start_threads(options, threads)?;
     let settings = GatewaySettings {
         app_id: args.app_id,
         max_message_bytes: args.max_message_bytes,

@@ -1,4 +1,4 @@
-//! `callbackstream soak`: the chaos workload (see `callbackstream::chaos`)
+//! `callbackstream soak`: the chaos workload (see `callbackstream::kit::chaos`)
 //! against a gateway in this process for a long while, watching memory.
 //!
 //! Apps connect, serve, close, crash and stall; callers keep calling with
@@ -13,12 +13,12 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use callbackstream::chaos::{self, ChaosCounters, ChaosReport, ChaosSpec, ChaosTarget};
 use callbackstream::connection::ConnectionOptions;
 use callbackstream::gateway::GatewaySettings;
-use callbackstream::hosted::HostedGateway;
+use callbackstream::kit::chaos::{self, ChaosCounters, ChaosReport, ChaosSpec, ChaosTarget};
+use callbackstream::kit::hosted::HostedGateway;
+use callbackstream::kit::procstat;
 use callbackstream::manager::{CountPending, Describe};
-use callbackstream::procstat;
 use clap::Args;
 
 use super::{CliResult, duration};

@@ -7,9 +7,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use actix::Addr;
-use callbackstream::apphost::{AppHost, AppHostOptions};
 use callbackstream::connection::ConnectionOptions;
 use callbackstream::gateway::{self, GatewayError, GatewaySettings};
+use callbackstream::kit::apphost::{AppHost, AppHostOptions};
 use callbackstream::manager::{CountPending, Describe, ManagerActor, RegistryView};
 use callbackstream::proto::dapr_client::DaprClient;
 use callbackstream::proto::subscribe_actor_events_request_alpha1::RequestType;
@@ -18,7 +18,7 @@ use callbackstream::proto::{
     InvokeActorRequest, InvokeActorResponse, SubscribeActorEventsRequestAlpha1,
     SubscribeActorEventsRequestInvokeResponseAlpha1,
 };
-use callbackstream::runtime::ActorRuntime;
+use callbackstream::threads::ActorSystem;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -41,7 +41,7 @@ pub enum Hosting {
 
 pub struct TestGateway {
     pub addr: SocketAddr,
-    actors: ActorRuntime,
+    actors: ActorSystem,
     stop: CancellationToken,
     server: JoinHandle<Result<(), GatewayError>>,
 }
@@ -67,7 +67,7 @@ impl TestGateway {
             Hosting::ActorThreads(n) => n,
             Hosting::Embedded => 1,
         };
-        let actors = ActorRuntime::start_threads(options, threads).unwrap();
+        let actors = ActorSystem::start_threads(options, threads).unwrap();
         let stop = CancellationToken::new();
         let shutdown = stop.clone().cancelled_owned();
         let server = match hosting {
@@ -196,7 +196,7 @@ pub fn watch_panics() {
             let thread = std::thread::current();
             let name = thread.name().unwrap_or("");
             let gateway_thread = name.starts_with("tokio-runtime-worker")
-                || name.starts_with(callbackstream::runtime::THREAD_NAME)
+                || name.starts_with(callbackstream::threads::THREAD_NAME)
                 || name.starts_with("actix");
             if gateway_thread {
                 SERVER_PANICS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);

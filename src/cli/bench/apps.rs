@@ -10,7 +10,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use callbackstream::apphost::{AppHost, AppHostOptions};
+use callbackstream::kit::apphost::{AppHost, AppHostOptions};
 use futures::{StreamExt, TryStreamExt};
 use tokio::runtime::Handle;
 use tokio::sync::oneshot;

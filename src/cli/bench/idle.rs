@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use callbackstream::procstat;
+use callbackstream::kit::procstat;
 use callbackstream::proto::GetMetadataRequest;
 use callbackstream::proto::dapr_client::DaprClient;
 use callbackstream::service::DEFAULT_MAX_STREAMS;

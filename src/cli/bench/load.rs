@@ -25,12 +25,12 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use callbackstream::baseline;
 use callbackstream::connection::ConnectionOptions;
 use callbackstream::gateway::GatewaySettings;
-use callbackstream::hosted::{HostedGateway, HostedServer};
-use callbackstream::load::{self, LoadSpec, LoadSummary, Progress};
-use callbackstream::procstat::{self, CpuScope};
+use callbackstream::kit::baseline;
+use callbackstream::kit::hosted::{HostedGateway, HostedServer};
+use callbackstream::kit::load::{self, LoadSpec, LoadSummary, Progress};
+use callbackstream::kit::procstat::{self, CpuScope};
 use serde::Serialize;
 
 use super::{

@@ -87,7 +87,7 @@ pub struct BenchArgs {
     shared_connection: bool,
     /// Threads the gateway serves on, when the bench starts it (in-process, or
     /// the --idle child) [default: as `callbackstream serve`, one per core].
-    #[arg(long, default_value_t = callbackstream::runtime::default_threads(), value_parser = at_least_one, conflicts_with = "addr")]
+    #[arg(long, default_value_t = callbackstream::threads::default_threads(), value_parser = at_least_one, conflicts_with = "addr")]
     threads: usize,
     /// Worker threads of the baseline's server [default: as many as --threads].
     #[arg(long, value_parser = at_least_one, requires = "baseline")]

@@ -6,7 +6,7 @@
 //!   CPU time from /proc/PID/stat, which also counts threads that have exited;
 //! - a gateway inside the bench's own process, which it shares with the load
 //!   generator and the echo apps: only the threads whose names it was given
-//!   (see [`crate::hosted`]) count, from /proc/self/task/*/stat. A named
+//!   (see [`crate::kit::hosted`]) count, from /proc/self/task/*/stat. A named
 //!   thread that exits during the window takes its time with it, which is
 //!   why the hosted runtimes keep their threads for their whole life.
 //!

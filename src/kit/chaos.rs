@@ -31,8 +31,8 @@ use tokio::time::Instant;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request};
 
-use crate::apphost::{self, AppHost, AppHostOptions};
 use crate::error::Error;
+use crate::kit::apphost::{self, AppHost, AppHostOptions};
 use crate::manager::ManagerActor;
 use crate::proto::InvokeActorRequest;
 use crate::proto::dapr_client::DaprClient;

@@ -39,7 +39,7 @@ pub fn default_threads() -> usize {
 }
 
 /// A running actix system hosting one [`ManagerActor`], on one or more threads.
-pub struct ActorRuntime {
+pub struct ActorSystem {
     threads: ActorThreads,
     system: System,
     /// The arbiters added to the system's own, to stop and join.
@@ -47,7 +47,7 @@ pub struct ActorRuntime {
     thread: Option<JoinHandle<io::Result<()>>>,
 }
 
-impl ActorRuntime {
+impl ActorSystem {
     /// Starts the actor thread and the manager on it.
     pub fn start(options: ConnectionOptions) -> io::Result<Self> {
         Self::start_threads(options, 1)
@@ -74,7 +74,7 @@ impl ActorRuntime {
         let arbiters = std::iter::once(first)
             .chain(extra.iter().map(Arbiter::handle))
             .collect();
-        Ok(ActorRuntime {
+        Ok(ActorSystem {
             threads: ActorThreads { manager, arbiters },
             system,
             extra,
@@ -111,13 +111,13 @@ impl ActorRuntime {
     }
 }
 
-impl Drop for ActorRuntime {
+impl Drop for ActorSystem {
     fn drop(&mut self) {
         self.shutdown();
     }
 }
 
-/// A handle on the actor threads of an [`ActorRuntime`]; cheap to clone.
+/// A handle on the actor threads of an [`ActorSystem`]; cheap to clone.
 /// Work spawned through it stops when the runtime does.
 #[derive(Clone)]
 pub struct ActorThreads {

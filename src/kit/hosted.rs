@@ -4,7 +4,7 @@
 //!
 //! A runtime of its own keeps the server's work off the threads of the
 //! callers and apps that talk to it, and its thread names let the bench count
-//! the server's CPU time alone (see [`crate::procstat`]). A hosted gateway
+//! the server's CPU time alone (see [`crate::kit::procstat`]). A hosted gateway
 //! serves on actor threads, as `callbackstream serve` does; its runtime here
 //! only binds the port and runs the shutdown sequence.
 
@@ -21,9 +21,9 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use crate::connection::ConnectionOptions;
 use crate::gateway::{self, GatewaySettings};
+use crate::kit::procstat::CpuScope;
 use crate::manager::ManagerActor;
-use crate::procstat::CpuScope;
-use crate::runtime::{self, ActorRuntime};
+use crate::threads::{self, ActorSystem};
 
 /// What a hosted server's task ends with.
 pub type ServeResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
@@ -135,7 +135,7 @@ impl Drop for HostedServer {
 /// binds the port and runs the shutdown sequence.
 pub struct HostedGateway {
     server: HostedServer,
-    actors: ActorRuntime,
+    actors: ActorSystem,
 }
 
 impl HostedGateway {
@@ -145,7 +145,7 @@ impl HostedGateway {
         options: ConnectionOptions,
         threads: usize,
     ) -> io::Result<Self> {
-        let actors = ActorRuntime::start_threads(options, threads)?;
+        let actors = ActorSystem::start_threads(options, threads)?;
         let threads = actors.threads();
         // One worker: it only binds the port and runs the shutdown sequence.
         let server = HostedServer::start(GATEWAY_THREADS, 1, move |listener, stop| async move {
@@ -168,7 +168,7 @@ impl HostedGateway {
     pub fn cpu_scope(&self) -> CpuScope {
         CpuScope::Threads(vec![
             self.server.thread_name().into(),
-            runtime::THREAD_NAME.into(),
+            threads::THREAD_NAME.into(),
             ACTIX_ARBITER_THREADS.into(),
         ])
     }
