@@ -20,6 +20,7 @@ pub mod log_throttle;
 pub mod manager;
 pub mod pending;
 pub mod proto;
+pub mod runtime;
 pub mod server;
 pub mod service;
 pub mod threads;
