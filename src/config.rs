@@ -3,9 +3,17 @@
 //!
 //! The manager keeps one per live connection; the newest connection's config
 //! is the "current config" (SPEC R2), and `hosts` drives typed routing (R13).
+//!
+//! A registration comes from the network and is converted on an actor thread
+//! that other apps' calls share, so its size is capped ([`RegistrationLimits`])
+//! and the conversion is linear in it: one pass, a set for repeats. The caps
+//! are checked on the counts before any name is looked at, so a registration
+//! over a cap costs nothing but the refusal.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
+use crate::clip::Clipped;
 use crate::error::Error;
 use crate::proto;
 
@@ -42,6 +50,63 @@ pub struct TypeOverride {
     pub settings: ActorSettings,
 }
 
+/// How large a registration may be. Each cap bounds the work one
+/// `initial_request` costs the actor thread it lands on (and the memory the
+/// registry keeps for it); over any of them the app is refused with
+/// INVALID_ARGUMENT before anything is registered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RegistrationLimits {
+    /// Actor type names in `entities` and in every `entities_config`, counted
+    /// with their repeats.
+    pub max_actor_types: usize,
+    /// Entries of `entities_config`.
+    pub max_type_configs: usize,
+    /// Bytes in one actor type name.
+    pub max_type_name_bytes: usize,
+}
+
+impl Default for RegistrationLimits {
+    /// 10,000 types, far more than any app hosts, converts and registers in
+    /// about a millisecond (docs/performance.md); names as long as Dapr's
+    /// own state keys allow in practice.
+    fn default() -> Self {
+        RegistrationLimits {
+            max_actor_types: 10_000,
+            max_type_configs: 1_000,
+            max_type_name_bytes: 1_024,
+        }
+    }
+}
+
+impl RegistrationLimits {
+    /// Refuses a registration whose counts exceed a cap, before its names are read.
+    fn check_counts(
+        &self,
+        init: &proto::SubscribeActorEventsRequestInitialAlpha1,
+    ) -> Result<(), Error> {
+        let configs = init.entities_config.len();
+        if configs > self.max_type_configs {
+            return Err(Error::InvalidRegistration(format!(
+                "{configs} entities_config entries, more than the limit of {}",
+                self.max_type_configs
+            )));
+        }
+        let types = init.entities.len()
+            + init
+                .entities_config
+                .iter()
+                .map(|c| c.entities.len())
+                .sum::<usize>();
+        if types > self.max_actor_types {
+            return Err(Error::InvalidRegistration(format!(
+                "{types} actor type names, more than the limit of {}",
+                self.max_actor_types
+            )));
+        }
+        Ok(())
+    }
+}
+
 impl RegistrationConfig {
     /// A config hosting the given types with default settings.
     pub fn hosting<I, S>(types: I) -> Self
@@ -49,11 +114,52 @@ impl RegistrationConfig {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        let mut config = RegistrationConfig::default();
-        for t in types {
-            push_unique(&mut config.actor_types, t.into());
+        RegistrationConfig {
+            actor_types: unique(types.into_iter().map(Into::into).collect()),
+            ..RegistrationConfig::default()
         }
-        config
+    }
+
+    /// The app's `initial_request` as a config, refused (INVALID_ARGUMENT)
+    /// if it breaks a rule or exceeds one of `limits`.
+    pub fn from_initial(
+        init: proto::SubscribeActorEventsRequestInitialAlpha1,
+        limits: &RegistrationLimits,
+    ) -> Result<Self, Error> {
+        limits.check_counts(&init)?;
+        let names = |types: Vec<String>| -> Result<Vec<String>, Error> {
+            types
+                .into_iter()
+                .map(|t| check_type_name(t, limits.max_type_name_bytes))
+                .collect()
+        };
+        let actor_types = unique(names(init.entities)?);
+        let defaults = settings(
+            init.actor_idle_timeout,
+            init.drain_ongoing_call_timeout,
+            init.drain_rebalanced_actors,
+            init.reentrancy,
+        )?;
+        let overrides = init
+            .entities_config
+            .into_iter()
+            .map(|c| {
+                Ok(TypeOverride {
+                    actor_types: names(c.entities)?,
+                    settings: settings(
+                        c.actor_idle_timeout,
+                        c.drain_ongoing_call_timeout,
+                        c.drain_rebalanced_actors,
+                        c.reentrancy,
+                    )?,
+                })
+            })
+            .collect::<Result<_, Error>>()?;
+        Ok(RegistrationConfig {
+            actor_types,
+            settings: defaults,
+            overrides,
+        })
     }
 
     /// Whether the app listed `actor_type` in its registration.
@@ -73,49 +179,9 @@ impl RegistrationConfig {
 impl TryFrom<proto::SubscribeActorEventsRequestInitialAlpha1> for RegistrationConfig {
     type Error = Error;
 
+    /// As [`RegistrationConfig::from_initial`] with the default limits.
     fn try_from(init: proto::SubscribeActorEventsRequestInitialAlpha1) -> Result<Self, Error> {
-        let mut actor_types = Vec::with_capacity(init.entities.len());
-        for t in init.entities {
-            push_unique(&mut actor_types, check_type_name(t)?);
-        }
-        let settings = settings(
-            init.actor_idle_timeout,
-            init.drain_ongoing_call_timeout,
-            init.drain_rebalanced_actors,
-            init.reentrancy,
-        )?;
-        let overrides = init
-            .entities_config
-            .into_iter()
-            .map(TypeOverride::try_from)
-            .collect::<Result<_, _>>()?;
-        Ok(RegistrationConfig {
-            actor_types,
-            settings,
-            overrides,
-        })
-    }
-}
-
-impl TryFrom<proto::ActorEntityConfig> for TypeOverride {
-    type Error = Error;
-
-    fn try_from(c: proto::ActorEntityConfig) -> Result<Self, Error> {
-        let actor_types = c
-            .entities
-            .into_iter()
-            .map(check_type_name)
-            .collect::<Result<_, _>>()?;
-        let settings = settings(
-            c.actor_idle_timeout,
-            c.drain_ongoing_call_timeout,
-            c.drain_rebalanced_actors,
-            c.reentrancy,
-        )?;
-        Ok(TypeOverride {
-            actor_types,
-            settings,
-        })
+        RegistrationConfig::from_initial(init, &RegistrationLimits::default())
     }
 }
 
@@ -146,17 +212,31 @@ fn duration(field: &str, d: prost_types::Duration) -> Result<Duration, Error> {
     Duration::try_from(d).map_err(|e| Error::InvalidRegistration(format!("{field}: {e}")))
 }
 
-fn check_type_name(t: String) -> Result<String, Error> {
+fn check_type_name(t: String, max_bytes: usize) -> Result<String, Error> {
+    if t.len() > max_bytes {
+        return Err(Error::InvalidRegistration(format!(
+            "actor type {} is longer than the limit of {max_bytes} bytes",
+            Clipped(&t)
+        )));
+    }
     if t.is_empty() || t.chars().any(char::is_control) {
         return Err(Error::InvalidRegistration(format!(
-            "actor type {t:?} must be non-empty and have no control characters"
+            "actor type {} must be non-empty and have no control characters",
+            Clipped(&t)
         )));
     }
     Ok(t)
 }
 
-fn push_unique(types: &mut Vec<String>, t: String) {
-    if !types.contains(&t) {
-        types.push(t);
-    }
+/// `types` in their first order, without repeats; linear, whatever the count.
+fn unique(types: Vec<String>) -> Vec<String> {
+    let first: Vec<bool> = {
+        let mut seen = HashSet::with_capacity(types.len());
+        types.iter().map(|t| seen.insert(t.as_str())).collect()
+    };
+    types
+        .into_iter()
+        .zip(first)
+        .filter_map(|(t, first)| first.then_some(t))
+        .collect()
 }

@@ -27,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
+use crate::config::RegistrationLimits;
 use crate::manager::{CloseAll, ManagerActor};
 use crate::proto::FILE_DESCRIPTOR_SET;
 use crate::server::{self, Http2, Http2Settings, TlsSetupError};
@@ -63,6 +64,8 @@ pub struct GatewaySettings {
     pub handshake_timeout: Duration,
     /// App streams served at once; more are refused with RESOURCE_EXHAUSTED.
     pub max_streams: usize,
+    /// How large one app's registration may be.
+    pub registration_limits: RegistrationLimits,
 }
 
 #[derive(Debug, Clone)]
@@ -83,6 +86,7 @@ impl Default for GatewaySettings {
             shutdown_grace: Duration::from_secs(5),
             handshake_timeout: Duration::from_secs(30),
             max_streams: crate::service::DEFAULT_MAX_STREAMS,
+            registration_limits: RegistrationLimits::default(),
         }
     }
 }
@@ -198,6 +202,7 @@ impl Gateway {
             .with_handshake_timeout(settings.handshake_timeout)
             .with_max_message_bytes(settings.max_message_bytes)
             .with_max_streams(settings.max_streams)
+            .with_registration_limits(settings.registration_limits)
             .into_server();
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
@@ -233,7 +238,9 @@ impl Gateway {
     }
 
     /// Runs `servers` until `shutdown`, then ends every app stream and lets
-    /// the servers drain, for at most the grace period.
+    /// the servers drain. The whole of that, closing the streams included,
+    /// gets the grace period and no more: the manager's thread may be busy
+    /// (or stuck), and a stop that waits on it would not be bounded.
     async fn run(
         self,
         settings: &GatewaySettings,
@@ -245,10 +252,13 @@ impl Gateway {
             result = &mut servers => return result,
             _ = shutdown => {}
         }
-        self.close_app_streams().await;
-        tokio::select! {
-            result = servers => result?,
-            _ = tokio::time::sleep(settings.shutdown_grace) => warn!(
+        let stop = async {
+            self.close_app_streams().await;
+            servers.await
+        };
+        match tokio::time::timeout(settings.shutdown_grace, stop).await {
+            Ok(result) => result?,
+            Err(_) => warn!(
                 "shutdown grace of {:?} over: dropping open connections",
                 settings.shutdown_grace
             ),

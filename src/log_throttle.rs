@@ -2,8 +2,18 @@
 //! not flood the log too (or slow every other stream by formatting and
 //! writing thousands of lines a second), yet the operator must still hear
 //! about it: so one line per interval, carrying the count of those suppressed.
+//! Lines are bounded in bytes too ([`MAX_LINE_BYTES`]): with both bounds, a
+//! throttled warning writes at most that many bytes per interval, whatever an
+//! app sends.
 
 use std::time::{Duration, Instant};
+
+use crate::clip::cut_to;
+
+/// The longest warning logged, in bytes; longer ones are cut. Messages should
+/// clip what came from the network themselves (`crate::clip`); this is the
+/// backstop that keeps the rate limit a limit on bytes.
+pub const MAX_LINE_BYTES: usize = 1024;
 
 /// At most one warning per `interval`; the rest are counted.
 #[derive(Debug)]
@@ -28,9 +38,10 @@ impl LogThrottle {
         if !self.admit(Instant::now()) {
             return;
         }
+        let line = cut(message());
         match std::mem::take(&mut self.suppressed) {
-            0 => log::warn!("{}", message()),
-            n => log::warn!("{} ({n} similar warnings suppressed)", message()),
+            0 => log::warn!("{line}"),
+            n => log::warn!("{line} ({n} similar warnings suppressed)"),
         }
     }
 
@@ -54,6 +65,10 @@ impl LogThrottle {
     }
 }
 
+fn cut(line: String) -> String {
+    cut_to(line, MAX_LINE_BYTES, "...")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -68,5 +83,13 @@ mod tests {
         }
         assert_eq!(t.suppressed(), 4);
         assert!(t.admit(t0 + Duration::from_millis(1000)));
+    }
+
+    #[test]
+    fn a_long_warning_is_cut_to_the_line_limit() {
+        let line = cut("é".repeat(MAX_LINE_BYTES));
+        assert!(line.len() <= MAX_LINE_BYTES, "{} bytes", line.len());
+        assert!(line.ends_with("..."));
+        assert_eq!(cut("short".into()), "short");
     }
 }

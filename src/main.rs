@@ -60,6 +60,9 @@ fn main() -> ExitCode {
             Command::Soak(args) => cli::soak::run(args).await,
         }
     });
+    // The commands bound their own shutdown; a blocking task still running
+    // now (an actor thread that would not stop) must not hold the exit.
+    runtime.shutdown_background();
     match result {
         Ok(code) => code,
         Err(e) => {

@@ -18,6 +18,7 @@ use log::info;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
+use crate::clip::ClippedList;
 use crate::config::RegistrationConfig;
 pub use crate::connection::Inbound;
 use crate::connection::{
@@ -172,7 +173,10 @@ impl Handler<Register> for ManagerActor {
         for t in &config.actor_types {
             self.by_type.entry(t.clone()).or_default().insert(id);
         }
-        info!("{id}: registered, hosting {:?}", config.actor_types);
+        info!(
+            "{id}: registered, hosting {}",
+            ClippedList(&config.actor_types)
+        );
         self.live.insert(
             id,
             Entry {
@@ -317,6 +321,11 @@ impl Send {
     /// Give up `timeout` from now.
     pub fn timeout(self, timeout: Duration) -> Self {
         self.deadline(deadline_in(timeout))
+    }
+
+    /// When the caller gives up, if ever.
+    pub fn deadline_at(&self) -> Option<Instant> {
+        self.deadline
     }
 }
 

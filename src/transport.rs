@@ -67,13 +67,22 @@ impl Transport {
     /// A raw send (SPEC R2 routing unless `send` names a type): the app's answer
     /// as it came, whatever its kind.
     pub async fn send(&self, send: Send) -> Result<Reply, Error> {
+        let deadline = send.deadline_at();
         // Boxed to keep the callers' futures small (see front_door::invoke):
         // actix's request future holds the message for a retry when the
         // mailbox is full, ~450 bytes.
-        let pending = Box::pin(self.manager.send(send))
-            .await
-            .map_err(|_| Error::ShuttingDown)??;
-        pending.await
+        let routed = Box::pin(self.manager.send(send));
+        // The deadline covers the wait for the manager too: its mailbox can
+        // be full, or its thread busy. Given up here, the request either never
+        // reached the manager or its pending reply is dropped on the way
+        // back, which forgets it (R10).
+        let routed = match deadline {
+            Some(at) => tokio::time::timeout_at(at, routed)
+                .await
+                .map_err(|_| Error::DeadlineExceeded)?,
+            None => routed.await,
+        };
+        routed.map_err(|_| Error::ShuttingDown)??.await
     }
 
     /// Call an actor method.

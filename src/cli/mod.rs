@@ -13,3 +13,23 @@ pub type CliResult = Result<std::process::ExitCode, Box<dyn std::error::Error>>;
 pub fn duration(text: &str) -> Result<std::time::Duration, humantime::DurationError> {
     humantime::parse_duration(text)
 }
+
+/// A `Duration` that must be more than zero: an interval or a timeout of
+/// zero would make the gateway spin or give up at once, so it is refused at
+/// start rather than obeyed.
+pub fn positive_duration(text: &str) -> Result<std::time::Duration, String> {
+    match duration(text) {
+        Ok(d) if d.is_zero() => Err("must be more than zero".into()),
+        Ok(d) => Ok(d),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// A count that must be at least one: a limit of zero would refuse everything.
+pub fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}

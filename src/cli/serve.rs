@@ -3,15 +3,18 @@
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use callbackstream::config::RegistrationLimits;
 use callbackstream::connection::ConnectionOptions;
 use callbackstream::gateway::{self, GatewaySettings, TlsFiles};
 use callbackstream::threads::ActorSystem;
 use clap::Args;
-use log::info;
+use log::{info, warn};
+use tokio::time::Instant;
 
-use super::{CliResult, duration};
+use super::{CliResult, at_least_one, duration, positive_duration};
 
 #[derive(Args, Debug)]
 pub struct ServeArgs {
@@ -22,27 +25,36 @@ pub struct ServeArgs {
     #[arg(long, default_value = "callbackstream")]
     app_id: String,
     /// Messages each app stream's outbox holds before senders wait.
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = 128, value_parser = at_least_one)]
     outbox: usize,
     /// Unanswered requests one app stream may hold.
-    #[arg(long, default_value_t = 16_384)]
+    #[arg(long, default_value_t = 16_384, value_parser = at_least_one)]
     max_pending: usize,
     /// Threads serving gRPC and running the actors [default: one per core].
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
     threads: Option<u16>,
     /// App streams served at once.
-    #[arg(long, default_value_t = callbackstream::service::DEFAULT_MAX_STREAMS)]
+    #[arg(long, default_value_t = callbackstream::service::DEFAULT_MAX_STREAMS, value_parser = at_least_one)]
     max_streams: usize,
     /// Largest gRPC message accepted or sent.
-    #[arg(long, default_value_t = 4 * 1024 * 1024)]
+    #[arg(long, default_value_t = 4 * 1024 * 1024, value_parser = at_least_one)]
     max_message_bytes: usize,
+    /// Actor type names one registration may list (entities and entities_config together).
+    #[arg(long, default_value_t = RegistrationLimits::default().max_actor_types, value_parser = at_least_one)]
+    max_actor_types: usize,
+    /// entities_config entries one registration may carry.
+    #[arg(long, default_value_t = RegistrationLimits::default().max_type_configs, value_parser = at_least_one)]
+    max_type_configs: usize,
+    /// Bytes in one actor type name.
+    #[arg(long, default_value_t = RegistrationLimits::default().max_type_name_bytes, value_parser = at_least_one)]
+    max_type_name_bytes: usize,
     /// HTTP/2 keepalive ping interval.
-    #[arg(long, default_value = "10s", value_parser = duration)]
+    #[arg(long, default_value = "10s", value_parser = positive_duration)]
     keepalive_interval: Duration,
     /// How long a keepalive ping may go unanswered before the peer is dead.
-    #[arg(long, default_value = "5s", value_parser = duration)]
+    #[arg(long, default_value = "5s", value_parser = positive_duration)]
     keepalive_timeout: Duration,
-    /// How long shutdown waits for connections to drain.
+    /// How long shutdown may take, from the signal to the exit, whatever is still open.
     #[arg(long, default_value = "5s", value_parser = duration)]
     shutdown_grace: Duration,
     /// TLS certificate chain (PEM); needs --tls-key.
@@ -57,7 +69,16 @@ pub struct ServeArgs {
 }
 
 pub async fn run(args: ServeArgs) -> CliResult {
-    let stop = stop_signal()?;
+    let grace = args.shutdown_grace;
+    let stopped_by = Arc::new(OnceLock::new());
+    let stop = {
+        let signal = stop_signal()?;
+        let stopped_by = stopped_by.clone();
+        async move {
+            signal.await;
+            let _ = stopped_by.set(Instant::now() + grace);
+        }
+    };
     let listen = args.listen.unwrap_or_else(default_listen);
     let listener = TcpListener::bind(listen)?;
     let options = ConnectionOptions {
@@ -80,14 +101,33 @@ pub async fn run(args: ServeArgs) -> CliResult {
             .map(|(cert, key)| TlsFiles { cert, key }),
         shutdown_grace: args.shutdown_grace,
         max_streams: args.max_streams,
+        registration_limits: RegistrationLimits {
+            max_actor_types: args.max_actor_types,
+            max_type_configs: args.max_type_configs,
+            max_type_name_bytes: args.max_type_name_bytes,
+        },
         ..GatewaySettings::default()
     };
     let served = gateway::serve_on(actors.threads(), settings, listener, stop).await;
     // Stopping the actor threads ends whatever the grace period left open.
-    tokio::task::spawn_blocking(move || actors.stop()).await?;
+    // A thread still busy when the grace is over is not waited for: the
+    // process exits without it (main does not wait for blocking tasks).
+    let until = stopped_by.get().copied().unwrap_or_else(Instant::now);
+    let stopping = tokio::task::spawn_blocking(move || actors.stop());
+    let floor = Instant::now() + THREADS_STOP_FLOOR;
+    if tokio::time::timeout_at(until.max(floor), stopping)
+        .await
+        .is_err()
+    {
+        warn!("an actor thread is still busy after the shutdown grace: exiting without it");
+    }
     served?;
     Ok(ExitCode::SUCCESS)
 }
+
+/// What stopping idle actor threads is always given, even when draining
+/// used up the grace: they stop in well under this when not busy.
+const THREADS_STOP_FLOOR: Duration = Duration::from_millis(100);
 
 /// Dapr's convention: the sidecar's gRPC port comes from DAPR_GRPC_PORT.
 fn default_listen() -> SocketAddr {

@@ -13,6 +13,7 @@ use actix::prelude::*;
 use log::debug;
 
 use super::{ConnectionActor, ConnectionStats, Reply, Stats};
+use crate::clip::Clipped;
 use crate::error::Error;
 use crate::log_throttle::LogThrottle;
 use crate::manager::Closer;
@@ -107,9 +108,10 @@ impl ConnectionActor {
                 let _ = w.reply.send(Ok(reply));
             }
             None if self.was_issued(id) => {
-                debug!("{}: dropped a late reply for id {id:?}", self.id)
+                debug!("{}: dropped a late reply for id {}", self.id, Clipped(id))
             }
-            None => self.warn_stray(|| format!("{conn}: dropped a reply with unknown id {id:?}")),
+            None => self
+                .warn_stray(|| format!("{conn}: dropped a reply with unknown id {}", Clipped(id))),
         }
     }
 

@@ -18,6 +18,7 @@ use actix::Addr;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::config::RegistrationLimits;
 use crate::manager::ManagerActor;
 use crate::proto::dapr_server::{Dapr, DaprServer};
 use crate::proto::{
@@ -55,6 +56,7 @@ impl DaprService {
                 handshake_timeout: Duration::from_secs(30),
                 max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
                 stream_slots: stream::StreamSlots::new(DEFAULT_MAX_STREAMS),
+                registration_limits: RegistrationLimits::default(),
                 shutdown: CancellationToken::new(),
             },
             app_id: app_id.into(),
@@ -77,6 +79,12 @@ impl DaprService {
     /// refused with RESOURCE_EXHAUSTED.
     pub fn with_max_streams(mut self, streams: usize) -> Self {
         self.stream.stream_slots = stream::StreamSlots::new(streams);
+        self
+    }
+
+    /// Cap what one app's registration may list (see [`RegistrationLimits`]).
+    pub fn with_registration_limits(mut self, limits: RegistrationLimits) -> Self {
+        self.stream.registration_limits = limits;
         self
     }
 

@@ -6,6 +6,7 @@
 
 use tonic::{Code, Status};
 
+use crate::clip::cut_to;
 use crate::error::Error;
 
 /// The gRPC status for an error. `AppError` is not a failure at the gRPC level
@@ -33,17 +34,9 @@ pub fn to_status(err: Error) -> Status {
 /// caller's other calls too. An app's message is for humans: 1 KiB is plenty.
 pub const MAX_APP_MESSAGE_BYTES: usize = 1024;
 
-fn bounded(mut message: String) -> String {
+fn bounded(message: String) -> String {
     const CUT: &str = "... (truncated)";
-    if message.len() > MAX_APP_MESSAGE_BYTES {
-        let mut end = MAX_APP_MESSAGE_BYTES - CUT.len();
-        while !message.is_char_boundary(end) {
-            end -= 1;
-        }
-        message.truncate(end);
-        message.push_str(CUT);
-    }
-    message
+    cut_to(message, MAX_APP_MESSAGE_BYTES, CUT)
 }
 
 /// The app's status code as it sent it; codes outside 1..=16 are not statuses

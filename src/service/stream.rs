@@ -26,7 +26,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 use tokio_util::sync::CancellationToken;
 use tonic::{Code, Status, Streaming};
 
-use crate::config::RegistrationConfig;
+use crate::clip::Clipped;
+use crate::config::{RegistrationConfig, RegistrationLimits};
 use crate::connection::{ConnectionId, Outbox, Outgoing, Received};
 use crate::manager::{Connection, ManagerActor, Register};
 use crate::proto::subscribe_actor_events_request_alpha1::RequestType;
@@ -49,6 +50,8 @@ pub struct StreamContext {
     /// The largest message a stream carries either way.
     pub max_message_bytes: usize,
     pub stream_slots: StreamSlots,
+    /// How large a registration may be.
+    pub registration_limits: RegistrationLimits,
     /// Cancelled when the gateway shuts down.
     pub shutdown: CancellationToken,
 }
@@ -61,8 +64,8 @@ pub async fn serve(
     // Taken before the handshake, so streams that never register count too.
     let slot = ctx.stream_slots.take()?;
     let init = handshake(&mut inbound, ctx.handshake_timeout).await?;
-    let config =
-        RegistrationConfig::try_from(init).map_err(|e| Status::invalid_argument(e.to_string()))?;
+    let config = RegistrationConfig::from_initial(init, &ctx.registration_limits)
+        .map_err(|e| Status::invalid_argument(e.to_string()))?;
     let connection = register(ctx, config).await?;
     let Connection {
         id,
@@ -206,9 +209,13 @@ impl Reader {
     fn failed(&self, status: Status, end: oneshot::Sender<Box<Status>>) -> String {
         // An app that stops or crashes resets its stream: routine, not alarming.
         if matches!(status.code(), Code::Cancelled | Code::Unknown) {
-            info!("{}: stream ended by the app: {}", self.id, status.message());
+            info!(
+                "{}: stream ended by the app: {}",
+                self.id,
+                Clipped(status.message())
+            );
         } else {
-            warn!("{}: stream failed: {}", self.id, status.message());
+            warn!("{}: stream failed: {}", self.id, Clipped(status.message()));
         }
         let cause = format!("actor host stream failed: {}", status.message());
         // In place before the connection closes, which is what ends the writer.

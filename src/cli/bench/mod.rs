@@ -26,7 +26,7 @@ use futures::{StreamExt, TryStreamExt};
 use tokio::task::JoinHandle;
 use tonic::transport::{Channel, Endpoint};
 
-use super::{CliResult, duration};
+use super::{CliResult, at_least_one, duration};
 
 /// An error a bench step can end with.
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -127,14 +127,6 @@ pub async fn run(args: BenchArgs) -> CliResult {
 fn quiet_logs() {
     if std::env::var_os("RUST_LOG").is_none() {
         log::set_max_level(log::LevelFilter::Warn);
-    }
-}
-
-fn at_least_one(text: &str) -> Result<usize, String> {
-    match text.parse::<usize>() {
-        Ok(0) => Err("must be at least 1".into()),
-        Ok(n) => Ok(n),
-        Err(e) => Err(e.to_string()),
     }
 }
 
