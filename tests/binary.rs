@@ -1,11 +1,17 @@
-//! The built `callbackstream` binary as a process: `serve` (SPEC §7, H4) and
-//! `invoke`.
+//! The built `callbackstream` binary as a process: `serve` (SPEC §7, H4),
+//! `invoke`, and the bounds a process shows (its log, its exit, its flags).
 
 use std::net::{SocketAddr, TcpListener};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use callbackstream::kit::apphost::{AppHost, AppHostOptions};
+use callbackstream::proto::dapr_client::DaprClient;
+use callbackstream::proto::subscribe_actor_events_request_alpha1::RequestType;
+use callbackstream::proto::{
+    SubscribeActorEventsRequestAlpha1, SubscribeActorEventsRequestFailedAlpha1,
+    SubscribeActorEventsRequestInitialAlpha1,
+};
 use tonic::transport::Endpoint;
 
 const BIN: &str = env!("CARGO_BIN_EXE_callbackstream");
@@ -127,4 +133,192 @@ async fn serve_honours_dapr_grpc_port() {
     wait_until_listening(SocketAddr::from(([127, 0, 0, 1], port))).await;
     server.terminate();
     assert_eq!(server.exit_code_within(Duration::from_secs(5)), Some(0));
+}
+
+/// A `serve` whose log (stderr) is counted as it is written.
+struct LoggedServer {
+    server: Server,
+    log: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+}
+
+impl LoggedServer {
+    fn spawn(args: &[&str]) -> Self {
+        let mut child = Command::new(BIN)
+            .arg("serve")
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stderr = child.stderr.take().unwrap();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            let mut chunk = [0u8; 64 * 1024];
+            while let Ok(n @ 1..) = std::io::Read::read(&mut stderr, &mut chunk) {
+                sink.lock().unwrap().extend_from_slice(&chunk[..n]);
+            }
+        });
+        LoggedServer {
+            server: Server(child),
+            log,
+        }
+    }
+
+    fn log_bytes(&self) -> usize {
+        self.log.lock().unwrap().len()
+    }
+
+    fn log_text(&self) -> String {
+        String::from_utf8_lossy(&self.log.lock().unwrap()).into_owned()
+    }
+}
+
+/// Opens an app stream that registers `types`, and returns its sender and
+/// the gateway's replies.
+async fn raw_stream(
+    addr: SocketAddr,
+    types: Vec<String>,
+) -> (
+    tokio::sync::mpsc::Sender<SubscribeActorEventsRequestAlpha1>,
+    tonic::Streaming<callbackstream::proto::SubscribeActorEventsResponseAlpha1>,
+) {
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tx.send(SubscribeActorEventsRequestAlpha1 {
+        request_type: Some(RequestType::InitialRequest(
+            SubscribeActorEventsRequestInitialAlpha1 {
+                entities: types,
+                ..Default::default()
+            },
+        )),
+    })
+    .await
+    .unwrap();
+    let mut client = DaprClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap()
+        .max_encoding_message_size(8 << 20);
+    let replies = client
+        .subscribe_actor_events_alpha1(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    (tx, replies)
+}
+
+/// An app that floods its stream with `request_failed` replies whose ids are
+/// 1 MB of control bytes makes the gateway log a few short lines, not the
+/// ids: the log grows by a bounded number of bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_huge_stray_ids_grows_the_log_by_a_bounded_amount() {
+    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let mut server = LoggedServer::spawn(&["--listen", &addr.to_string()]);
+    wait_until_listening(addr).await;
+    let (app, mut replies) = raw_stream(addr, vec!["Flood".into()]).await;
+    assert!(
+        replies.message().await.unwrap().is_some(),
+        "registration acked"
+    );
+    let before = server.log_bytes();
+
+    let huge_id = "\u{1}".repeat(1 << 20);
+    for _ in 0..20 {
+        let stray = SubscribeActorEventsRequestAlpha1 {
+            request_type: Some(RequestType::RequestFailed(
+                SubscribeActorEventsRequestFailedAlpha1 {
+                    id: huge_id.clone(),
+                    code: 5,
+                    message: huge_id.clone(),
+                },
+            )),
+        };
+        app.send(stray).await.unwrap();
+    }
+    // Half-close: the gateway ends the stream once it has read everything.
+    drop(app);
+    while let Ok(Some(_)) = replies.message().await {}
+    server.server.terminate();
+    assert_eq!(
+        server.server.exit_code_within(Duration::from_secs(5)),
+        Some(0)
+    );
+
+    let grown = server.log_bytes() - before;
+    assert!(
+        server
+            .log_text()
+            .contains("dropped a reply with unknown id"),
+        "the strays are reported"
+    );
+    assert!(grown < 8 * 1024, "the log grew by {grown} bytes");
+}
+
+/// SIGTERM while an app's registration of 450,000 types (3.9 MB, the cap
+/// raised to allow it) keeps the gateway's one actor thread busy: the
+/// gateway still exits 0 within its grace. The signal goes out once a
+/// metadata probe on that thread stops answering (or, should the
+/// registration finish first, once it is acknowledged).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_a_heavy_registration_exits_zero_within_the_grace() {
+    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let mut server = Server::spawn(
+        &[
+            "--listen",
+            &addr.to_string(),
+            "--threads",
+            "1",
+            "--shutdown-grace",
+            "1s",
+            "--max-actor-types",
+            "450000",
+        ],
+        &[],
+    );
+    wait_until_listening(addr).await;
+    let mut probe = DaprClient::connect(format!("http://{addr}")).await.unwrap();
+    let types = (0..450_000).map(|i| format!("T{i}")).collect();
+    let registering = tokio::spawn(async move {
+        let (app, mut replies) = raw_stream(addr, types).await;
+        let _ = replies.message().await;
+        app
+    });
+    while !registering.is_finished() {
+        let mut ask = tonic::Request::new(callbackstream::proto::GetMetadataRequest {});
+        ask.set_timeout(Duration::from_millis(200));
+        if probe.get_metadata(ask).await.is_err() {
+            break; // the actor thread is busy with the registration
+        }
+    }
+
+    server.terminate();
+    assert_eq!(server.exit_code_within(Duration::from_secs(3)), Some(0));
+    registering.abort();
+}
+
+/// Durations and limits of zero make no sense and are refused at start,
+/// with a message naming the flag, instead of spinning or refusing all.
+#[test]
+fn zero_durations_and_limits_are_refused_at_start() {
+    for flag in [
+        "--keepalive-interval=0s",
+        "--keepalive-timeout=0s",
+        "--outbox=0",
+        "--max-pending=0",
+        "--max-streams=0",
+        "--max-message-bytes=0",
+        "--max-actor-types=0",
+        "--max-type-name-bytes=0",
+    ] {
+        let listen = format!("127.0.0.1:{}", free_port());
+        let mut server = LoggedServer::spawn(&["--listen", &listen, flag]);
+        let code = server.server.exit_code_within(Duration::from_secs(10));
+        assert_eq!(code, Some(2), "{flag} is refused");
+        let name = flag.split('=').next().unwrap();
+        let said = server.log_text();
+        assert!(
+            said.contains(name) && said.contains("must be"),
+            "{flag}: {said}"
+        );
+    }
 }
