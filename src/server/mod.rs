@@ -16,11 +16,10 @@
 //! TLS: its first bytes, its TLS handshake and its HTTP/2 preface and
 //! SETTINGS must all have come within one handshake timeout of the
 //! connection reaching its thread, or it is dropped. hyper bounds none of
-//! them (its keepalive pings start only after the preface, and catch only a
-//! client that stops answering), so without this a client that connects and
-//! goes quiet, or stalls anywhere in its opening, would hold a task and a
-//! socket forever. The first two phases are waited for in [`open`]; the
-//! last is watched by [`opening::Opening`] around the connection's IO.
+//! them, so without this a client that connects and goes quiet, or stalls
+//! anywhere in its opening, would hold a task and a socket forever. The
+//! first two phases are waited for in `open`; the last is watched around
+//! the connection's IO (`opening`, which says why it has to be).
 //!
 //! Shutdown is the caller's: when `stop` is cancelled the accept loop ends,
 //! which closes the listener, every connection is asked to end gracefully
