@@ -22,7 +22,7 @@ use callbackstream::proto::{
 use futures::StreamExt;
 use harness::{TestGateway, invoke, invoke_reply, next_invoke, promptly, recorded, watch_panics};
 use prost::Message;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tonic::codegen::http::uri::PathAndQuery;
 use tonic::metadata::MetadataValue;
@@ -407,6 +407,101 @@ async fn s2_a_stalled_tls_handshake_is_dropped() {
     assert_survived(gateway).await;
 }
 
+/// S2 (S3): a client that completes its TLS handshake and then sends nothing (no HTTP/2 preface) is closed once the handshake timeout passes; the timeout bounds the whole opening, not just the TLS part of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s2_a_tls_connection_that_sends_nothing_after_its_handshake_is_closed() {
+    let tls = SelfSigned::new();
+    let gateway = gateway_with(GatewaySettings {
+        tls: Some(tls.files.clone()),
+        handshake_timeout: OPENING_TIMEOUT,
+        ..GatewaySettings::default()
+    })
+    .await;
+    let mut silent = tls_connect(&gateway, &tls).await;
+    assert!(
+        ends_within_the_opening_bound(&mut silent).await,
+        "the server held a silent TLS connection"
+    );
+    // A TLS client that does speak is served as ever.
+    let channel = Endpoint::from_shared(format!("https://{}", gateway.addr))
+        .unwrap()
+        .tls_config(
+            ClientTlsConfig::new()
+                .ca_certificate(Certificate::from_pem(&tls.cert_pem))
+                .domain_name("localhost"),
+        )
+        .unwrap()
+        .connect()
+        .await
+        .expect("TLS connect");
+    promptly(DaprClient::new(channel).get_metadata(GetMetadataRequest {}))
+        .await
+        .expect("a call over TLS");
+    assert_survived(gateway).await;
+}
+
+/// A TLS session with the gateway (ALPN h2, trusting `tls`'s certificate)
+/// over which nothing has been sent yet.
+async fn tls_connect(
+    gateway: &TestGateway,
+    tls: &SelfSigned,
+) -> tokio_rustls::client::TlsStream<TcpStream> {
+    use std::sync::Arc;
+    use tokio_rustls::TlsConnector;
+    use tokio_rustls::rustls::crypto::ring;
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
+    use tokio_rustls::rustls::{ClientConfig, RootCertStore};
+
+    let mut roots = RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(tls.cert_pem.as_bytes()).unwrap())
+        .unwrap();
+    let mut config = ClientConfig::builder_with_provider(Arc::new(ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let tcp = TcpStream::connect(gateway.addr).await.unwrap();
+    promptly(
+        TlsConnector::from(Arc::new(config))
+            .connect(ServerName::try_from("localhost").unwrap(), tcp),
+    )
+    .await
+    .expect("the TLS handshake")
+}
+
+/// The handshake timeout of the tests that hold a connection's opening back.
+const OPENING_TIMEOUT: Duration = Duration::from_millis(200);
+
+/// Whether the server ends `stream` within ten times [`OPENING_TIMEOUT`],
+/// well before the keepalive (10 s + 5 s by default) could have: what it
+/// sends first (its SETTINGS) is read and dropped.
+async fn ends_within_the_opening_bound(stream: &mut (impl AsyncRead + Unpin)) -> bool {
+    tokio::time::timeout(OPENING_TIMEOUT * 10, async {
+        let mut buf = [0u8; 256];
+        while let Ok(1..) = stream.read(&mut buf).await {}
+    })
+    .await
+    .is_ok()
+}
+
+/// Each of `openings` (a name and the bytes a client sends before going
+/// quiet) gets a connection of its own, and the server ends every one of
+/// them within the opening bound; the panic names those it held.
+async fn assert_openings_end(gateway: &TestGateway, openings: &[(&str, Vec<u8>)]) {
+    let mut held = Vec::new();
+    for (name, sent) in openings {
+        let mut stalled = TcpStream::connect(gateway.addr).await.unwrap();
+        stalled.write_all(sent).await.unwrap();
+        if !ends_within_the_opening_bound(&mut stalled).await {
+            held.push(*name);
+        }
+    }
+    assert!(held.is_empty(), "the server held on to: {held:?}");
+}
+
 /// The server closes `stream` (promptly) without sending anything.
 async fn assert_closed_by_server(stream: &mut TcpStream) {
     let mut buf = [0u8; 64];
@@ -430,6 +525,52 @@ async fn s3_a_connection_that_sends_nothing_is_dropped() {
     let mut silent = TcpStream::connect(gateway.addr).await.unwrap();
     assert_closed_by_server(&mut silent).await;
     // Clients that do speak are served as ever.
+    fresh_app_round_trip(&gateway, "Chatty").await;
+    assert_survived(gateway).await;
+}
+
+/// S3: a plaintext client that sends part of its HTTP/2 preface (one byte, or most of it) and stalls is closed once the handshake timeout passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_a_partial_preface_is_closed_within_the_handshake_timeout() {
+    let gateway = gateway_with(GatewaySettings {
+        handshake_timeout: OPENING_TIMEOUT,
+        ..GatewaySettings::default()
+    })
+    .await;
+    let openings = [
+        ("one byte", H2_PREFACE[..1].to_vec()),
+        (
+            "all but the last byte",
+            H2_PREFACE[..H2_PREFACE.len() - 1].to_vec(),
+        ),
+    ];
+    assert_openings_end(&gateway, &openings).await;
+    fresh_app_round_trip(&gateway, "Chatty").await;
+    assert_survived(gateway).await;
+}
+
+/// S3: a plaintext client that sends the whole preface but not its SETTINGS frame (nothing more, a part of the frame, or another frame in its place, which h2 itself would take) is closed once the handshake timeout passes, not left to the keepalive (which a client that answers pings would pass forever).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_a_preface_without_settings_is_closed_within_the_handshake_timeout() {
+    let gateway = gateway_with(GatewaySettings {
+        handshake_timeout: OPENING_TIMEOUT,
+        ..GatewaySettings::default()
+    })
+    .await;
+    let settings = h2_frame(0x4, 0, 0, &[0, 0x3, 0, 0, 0x4, 0]);
+    let after_preface = |bytes: &[u8]| [H2_PREFACE, bytes].concat();
+    let openings = [
+        ("the preface alone", after_preface(&[])),
+        (
+            "part of a SETTINGS frame",
+            after_preface(&settings[..settings.len() - 1]),
+        ),
+        (
+            "a PING in its place",
+            after_preface(&h2_frame(0x6, 0, 0, &[0; 8])),
+        ),
+    ];
+    assert_openings_end(&gateway, &openings).await;
     fresh_app_round_trip(&gateway, "Chatty").await;
     assert_survived(gateway).await;
 }

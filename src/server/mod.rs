@@ -12,6 +12,15 @@
 //! idle app stream costs less memory and a callback less CPU
 //! (docs/performance.md has the figures).
 //!
+//! Every phase of a new connection's opening is bounded, with or without
+//! TLS: its first bytes, its TLS handshake and its HTTP/2 preface and
+//! SETTINGS must all have come within one handshake timeout of the
+//! connection reaching its thread, or it is dropped. hyper bounds none of
+//! them, so without this a client that connects and goes quiet, or stalls
+//! anywhere in its opening, would hold a task and a socket forever. The
+//! first two phases are waited for in `open`; the last is watched around
+//! the connection's IO (`opening`, which says why it has to be).
+//!
 //! Shutdown is the caller's: when `stop` is cancelled the accept loop ends,
 //! which closes the listener, every connection is asked to end gracefully
 //! (GOAWAY, then it ends once its calls have), and [`serve`] returns when
@@ -31,6 +40,7 @@ use log::debug;
 use pin_project_lite::pin_project;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tokio_util::task::TaskTracker;
@@ -38,6 +48,9 @@ use tokio_util::task::TaskTracker;
 use crate::log_throttle::LogThrottle;
 use crate::service::router::Services;
 
+use opening::Opening;
+
+mod opening;
 mod spread;
 mod tls;
 
@@ -52,10 +65,8 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 pub struct Http2 {
     builder: http2::Builder<TokioExecutor>,
     tls: Option<TlsAcceptor>,
-    /// How long a new connection may take to send its first bytes, and then
-    /// (with TLS) to finish its handshake. hyper bounds nothing before the
-    /// HTTP/2 preface (keepalive starts after it), so without this a client
-    /// that connects and goes quiet would hold a task and a socket forever.
+    /// How long a new connection's opening may take, all of it (see the
+    /// module doc).
     handshake_timeout: Duration,
 }
 
@@ -207,7 +218,8 @@ impl Connections {
 /// Waits for a new connection's first bytes (and its TLS handshake), then
 /// hands it to a task of its own that serves it. Two tasks rather than one,
 /// so that what lives as long as the connection is only [`Drive`], not the
-/// state of its opening.
+/// state of its opening. Waiting for the first bytes here, before hyper's
+/// connection exists, also keeps a silent client from costing one.
 async fn open(
     tcp: TcpStream,
     http: Arc<Http2>,
@@ -215,27 +227,31 @@ async fn open(
     stop: CancellationToken,
     connections: TaskTracker,
 ) {
-    let limit = http.handshake_timeout;
+    // One deadline for every phase, so the opening as a whole is bounded,
+    // not each phase on its own.
+    let deadline = Instant::now() + http.handshake_timeout;
     // `peek`, not `readable`: readiness can be reported before any byte has
     // come (tokio documents false positives), and only data counts here.
     let mut first = [0u8; 1];
-    match within(limit, &stop, tcp.peek(&mut first), "first bytes").await {
+    match within(deadline, &stop, tcp.peek(&mut first), "first bytes").await {
         Some(n) if n > 0 => {}
         _ => return,
     }
     match &http.tls {
-        None => start_serving(tcp, &http, services, stop, &connections),
+        None => start_serving(tcp, deadline, &http, services, stop, &connections),
         Some(tls) => {
-            if let Some(io) = within(limit, &stop, tls.accept(tcp), "TLS handshake").await {
-                start_serving(io, &http, services, stop, &connections);
+            if let Some(io) = within(deadline, &stop, tls.accept(tcp), "TLS handshake").await {
+                start_serving(io, deadline, &http, services, stop, &connections);
             }
         }
     }
 }
 
-/// Starts the task that serves an opened connection for its life.
+/// Starts the task that serves a connection for its life, once it has sent
+/// its preface and SETTINGS by `deadline`.
 fn start_serving<I>(
     io: I,
+    deadline: Instant,
     http: &Http2,
     services: Arc<Services>,
     stop: CancellationToken,
@@ -243,35 +259,36 @@ fn start_serving<I>(
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let io = Opening::new(io, deadline);
     let connection = http.builder.serve_connection(TokioIo::new(io), services);
     connections.spawn(Drive::new(connection, stop));
 }
 
-/// `step`'s value, unless it fails, takes longer than `limit`, or the
+/// `step`'s value, unless it fails, is not done by `deadline`, or the
 /// server stops first.
 async fn within<T>(
-    limit: Duration,
+    deadline: Instant,
     stop: &CancellationToken,
     step: impl Future<Output = io::Result<T>>,
     what: &str,
 ) -> Option<T> {
     tokio::select! {
         _ = stop.cancelled() => None,
-        done = tokio::time::timeout(limit, step) => match done {
+        done = tokio::time::timeout_at(deadline, step) => match done {
             Ok(Ok(value)) => Some(value),
             Ok(Err(e)) => {
                 debug!("dropping a new connection: {what} failed: {e}");
                 None
             }
             Err(_) => {
-                debug!("dropping a new connection: no {what} within {limit:?}");
+                debug!("dropping a new connection: no {what} within the handshake timeout");
                 None
             }
         },
     }
 }
 
-type Connection<I> = http2::Connection<TokioIo<I>, Arc<Services>, TokioExecutor>;
+type Connection<I> = http2::Connection<TokioIo<Opening<I>>, Arc<Services>, TokioExecutor>;
 
 pin_project! {
     /// Serves one connection until it ends; once `stop` is cancelled, asks
@@ -329,7 +346,11 @@ mod tests {
     #[test]
     fn a_connection_task_holds_the_connection_once() {
         let drive = std::mem::size_of::<Drive<TcpStream>>();
-        let connection = std::mem::size_of::<Connection<TcpStream>>();
+        // hyper's connection on the bare socket: what the opening's watch
+        // adds (a pointer, once the opening is done) counts against the margin.
+        let connection = std::mem::size_of::<
+            http2::Connection<TokioIo<TcpStream>, Arc<Services>, TokioExecutor>,
+        >();
         assert!(
             drive <= connection + 128,
             "{drive} for a {connection}-byte connection"
