@@ -60,7 +60,8 @@ pub struct GatewaySettings {
     /// How long shutdown may take before open connections are dropped.
     pub shutdown_grace: Duration,
     /// How long an app may take to send its `initial_request`, and a new
-    /// connection to send its first bytes and to finish its TLS handshake.
+    /// connection to open: its first bytes, its TLS handshake, its HTTP/2
+    /// preface and SETTINGS.
     pub handshake_timeout: Duration,
     /// App streams served at once; more are refused with RESOURCE_EXHAUSTED.
     pub max_streams: usize,
