@@ -6,6 +6,8 @@ use std::{env, fs, path::PathBuf};
 
 use prost::Message;
 
+/// The root file: it imports the rest of proto/ (the common package), and
+/// `include_imports` puts those files in the set, so they are generated too.
 const PROTO: &str = "proto/dapr/proto/runtime/v1/dapr.proto";
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -155,9 +155,27 @@ run_caller() { # run_caller ARGS...
   fi
 }
 
+# Our descriptors, fetched from the gateway over reflection, against the SDK's (wire_check.py).
+# Its PASS/FAIL lines count like caller.py's; its notes are shown as they are.
+run_wire_check() {
+  local out rc=0 line
+  out="$(timeout 60 "$PY" "$INTEROP/wire_check.py" --addr "$ADDR" 2>>"$LOG_DIR/wire_check.log")" || rc=$?
+  while IFS= read -r line; do
+    case "$line" in
+      "PASS "*) passed=$((passed + 1)); echo "$line" ;;
+      "FAIL "*) failed=$((failed + 1)); echo "$line" ;;
+      ?*) echo "  $line" ;;
+    esac
+  done <<<"$out"
+  if ((rc != 0)) && ! grep -q '^FAIL ' <<<"$out"; then
+    record fail wire-check "exited with status $rc without reporting a check (see wire_check.log)"
+  fi
+}
+
 echo "gateway: $BIN serve --listen $ADDR --app-id $APP_ID (logs in $LOG_DIR)"
 start_gateway
 if wait_for_port; then record pass gateway-listens; else record fail gateway-listens "no listener on $ADDR"; exit 1; fi
+run_wire_check
 
 # 1. A fresh app registers and serves every kind of reply the SDK produces.
 start_app app

@@ -19,8 +19,12 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::gateway::GatewaySettings;
 use crate::proto::dapr_server::{Dapr, DaprServer};
 use crate::proto::{
-    GetMetadataRequest, GetMetadataResponse, InvokeActorRequest, InvokeActorResponse,
-    SubscribeActorEventsRequestAlpha1, SubscribeActorEventsResponseAlpha1,
+    ExecuteActorStateTransactionRequest, GetActorReminderRequest, GetActorReminderResponse,
+    GetActorStateRequest, GetActorStateResponse, GetMetadataRequest, GetMetadataResponse,
+    InvokeActorRequest, InvokeActorResponse, RegisterActorReminderRequest,
+    RegisterActorTimerRequest, SubscribeActorEventsRequestAlpha1,
+    SubscribeActorEventsResponseAlpha1, UnregisterActorReminderRequest,
+    UnregisterActorTimerRequest,
 };
 
 /// InvokeActor answers with the request's data.
@@ -52,6 +56,55 @@ impl Dapr for UnaryEcho {
         &self,
         _: Request<GetMetadataRequest>,
     ) -> Result<Response<GetMetadataResponse>, Status> {
+        Err(not_served())
+    }
+
+    async fn register_actor_timer(
+        &self,
+        _: Request<RegisterActorTimerRequest>,
+    ) -> Result<Response<()>, Status> {
+        Err(not_served())
+    }
+
+    async fn unregister_actor_timer(
+        &self,
+        _: Request<UnregisterActorTimerRequest>,
+    ) -> Result<Response<()>, Status> {
+        Err(not_served())
+    }
+
+    async fn register_actor_reminder(
+        &self,
+        _: Request<RegisterActorReminderRequest>,
+    ) -> Result<Response<()>, Status> {
+        Err(not_served())
+    }
+
+    async fn unregister_actor_reminder(
+        &self,
+        _: Request<UnregisterActorReminderRequest>,
+    ) -> Result<Response<()>, Status> {
+        Err(not_served())
+    }
+
+    async fn get_actor_reminder(
+        &self,
+        _: Request<GetActorReminderRequest>,
+    ) -> Result<Response<GetActorReminderResponse>, Status> {
+        Err(not_served())
+    }
+
+    async fn get_actor_state(
+        &self,
+        _: Request<GetActorStateRequest>,
+    ) -> Result<Response<GetActorStateResponse>, Status> {
+        Err(not_served())
+    }
+
+    async fn execute_actor_state_transaction(
+        &self,
+        _: Request<ExecuteActorStateTransactionRequest>,
+    ) -> Result<Response<()>, Status> {
         Err(not_served())
     }
 }

@@ -22,8 +22,11 @@ use crate::config::RegistrationLimits;
 use crate::manager::ManagerActor;
 use crate::proto::dapr_server::{Dapr, DaprServer};
 use crate::proto::{
-    GetMetadataRequest, GetMetadataResponse, InvokeActorRequest, InvokeActorResponse,
-    SubscribeActorEventsRequestAlpha1,
+    ExecuteActorStateTransactionRequest, GetActorReminderRequest, GetActorReminderResponse,
+    GetActorStateRequest, GetActorStateResponse, GetMetadataRequest, GetMetadataResponse,
+    InvokeActorRequest, InvokeActorResponse, RegisterActorReminderRequest,
+    RegisterActorTimerRequest, SubscribeActorEventsRequestAlpha1, UnregisterActorReminderRequest,
+    UnregisterActorTimerRequest,
 };
 use crate::transport::Transport;
 
@@ -131,5 +134,65 @@ impl Dapr for DaprService {
         front_door::metadata(self.transport.manager(), &self.app_id)
             .await
             .map(Response::new)
+    }
+
+    // The actor runtime's RPCs (SPEC §8): declared, not served until it lands.
+    async fn register_actor_timer(
+        &self,
+        _: Request<RegisterActorTimerRequest>,
+    ) -> Result<Response<()>, Status> {
+        Err(Status::unimplemented(
+            "RegisterActorTimer is not served yet",
+        ))
+    }
+
+    async fn unregister_actor_timer(
+        &self,
+        _: Request<UnregisterActorTimerRequest>,
+    ) -> Result<Response<()>, Status> {
+        Err(Status::unimplemented(
+            "UnregisterActorTimer is not served yet",
+        ))
+    }
+
+    async fn register_actor_reminder(
+        &self,
+        _: Request<RegisterActorReminderRequest>,
+    ) -> Result<Response<()>, Status> {
+        Err(Status::unimplemented(
+            "RegisterActorReminder is not served yet",
+        ))
+    }
+
+    async fn unregister_actor_reminder(
+        &self,
+        _: Request<UnregisterActorReminderRequest>,
+    ) -> Result<Response<()>, Status> {
+        Err(Status::unimplemented(
+            "UnregisterActorReminder is not served yet",
+        ))
+    }
+
+    async fn get_actor_reminder(
+        &self,
+        _: Request<GetActorReminderRequest>,
+    ) -> Result<Response<GetActorReminderResponse>, Status> {
+        Err(Status::unimplemented("GetActorReminder is not served yet"))
+    }
+
+    async fn get_actor_state(
+        &self,
+        _: Request<GetActorStateRequest>,
+    ) -> Result<Response<GetActorStateResponse>, Status> {
+        Err(Status::unimplemented("GetActorState is not served yet"))
+    }
+
+    async fn execute_actor_state_transaction(
+        &self,
+        _: Request<ExecuteActorStateTransactionRequest>,
+    ) -> Result<Response<()>, Status> {
+        Err(Status::unimplemented(
+            "ExecuteActorStateTransaction is not served yet",
+        ))
     }
 }
