@@ -71,7 +71,10 @@ mod tests {
         assert_eq!(clock.now(), t0);
         tokio::time::advance(Duration::from_secs(90)).await;
         assert_eq!(clock.now(), t0 + Duration::from_secs(90));
-        assert_eq!(clock.until(t0 + Duration::from_secs(100)), Duration::from_secs(10));
+        assert_eq!(
+            clock.until(t0 + Duration::from_secs(100)),
+            Duration::from_secs(10)
+        );
         assert_eq!(clock.until(t0), Duration::ZERO);
         let at = clock.instant_at(t0 + Duration::from_secs(95));
         assert_eq!(at - Instant::now(), Duration::from_secs(5));
