@@ -182,7 +182,9 @@ pub struct ActorState {
     clock: Clock,
     // Transactions hold it shared, a purge exclusively: a purge reads a key,
     // finds it expired and deletes it, and no transaction may write that key
-    // in between or the purge would delete the new value.
+    // in between or the purge would delete the new value. A purge is one
+    // small batch, now and then, so stalling writers for it is cheaper than
+    // locking per key on every transaction.
     purge_gate: Arc<RwLock<()>>,
 }
 
@@ -276,19 +278,21 @@ impl ActorState {
             .await?;
         let mut due = Vec::with_capacity(page.len());
         for (record, _) in page {
-            let (expiry, _) = parse_expiry_key(&record)?;
+            let (expiry, key) = parse_expiry_key(&record)?;
             if !expiry.has_passed(now) {
                 break;
             }
-            due.push(record);
+            due.push((key.to_vec(), record));
+        }
+        if due.is_empty() {
+            return Ok(Purged::default());
         }
         let more = due.len() == limit;
 
         let _exclusive = self.purge_gate.write().await;
         let mut batch = Batch::with_capacity(2 * due.len());
         let mut removed = HashSet::new();
-        for record in due {
-            let key = parse_expiry_key(&record)?.1.to_vec();
+        for (key, record) in due {
             if !removed.contains(&key) && self.has_expired(&key, now).await? {
                 batch.delete(key.clone());
                 removed.insert(key);
@@ -1154,17 +1158,11 @@ mod tests {
                 if step.purge {
                     state.purge_expired(2).await.unwrap();
                 }
-                for actor in 0..ACTORS.len() {
-                    for key in 0..KEYS.len() {
-                        let (t, id) = ACTORS[actor];
-                        let read = state.get(t, id, KEYS[key]).await.unwrap();
-                        prop_assert_eq!(
-                            read,
-                            expected(&model, (actor, key), now_secs),
-                            "{:?} {:?}",
-                            ACTORS[actor],
-                            KEYS[key]
-                        );
+                for (actor, (t, id)) in ACTORS.into_iter().enumerate() {
+                    for (key, name) in KEYS.into_iter().enumerate() {
+                        let read = state.get(t, id, name).await.unwrap();
+                        let want = expected(&model, (actor, key), now_secs);
+                        prop_assert_eq!(read, want, "{:?} {:?} {:?}", t, id, name);
                     }
                 }
             }
