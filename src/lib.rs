@@ -24,6 +24,7 @@ pub mod proto;
 pub mod runtime;
 pub mod server;
 pub mod service;
+pub mod store;
 pub mod threads;
 pub mod transport;
 

@@ -4,3 +4,4 @@
 //! Being built; see docs/architecture.md.
 
 pub mod clock;
+pub mod state;
