@@ -4,3 +4,5 @@
 //! Being built; see docs/architecture.md.
 
 pub mod clock;
+pub mod data;
+pub mod schedule;
