@@ -96,6 +96,7 @@ impl Parts {
             (b'D', false) => &mut self.days,
             (b'H', true) => &mut self.hours,
             (b'M', true) => &mut self.minutes,
+            // The only one left that `read_components` lets through.
             _ => &mut self.seconds,
         };
         *slot = n;

@@ -186,7 +186,7 @@ impl Schedule {
     /// the count never grows).
     fn next_anchor(&self, every: Step) -> (SystemTime, u32) {
         if every.is_calendar() {
-            (self.anchor, self.steps_from_anchor + 1)
+            (self.anchor, self.steps_from_anchor.saturating_add(1))
         } else {
             (self.due, 1)
         }

@@ -57,6 +57,10 @@ fn instant_as(format: Format, s: &str, base: SystemTime) -> Result<Option<System
         .transpose()
 }
 
+/// An RFC3339 instant, read by jiff, which also takes a few spellings Go's
+/// RFC3339 layout refuses (a space for the `T`, minutes without seconds, a
+/// `[zone]` suffix). None of them can be mistaken for another format, so
+/// being lenient here misreads nothing.
 fn rfc3339(s: &str) -> Option<SystemTime> {
     let timestamp: Timestamp = s.parse().ok()?;
     SystemTime::try_from(timestamp).ok()
