@@ -4,4 +4,6 @@
 //! Being built; see docs/architecture.md.
 
 pub mod clock;
+pub mod data;
+pub mod schedule;
 pub mod state;
