@@ -8,11 +8,12 @@
 //! [`Error::Protocol`].
 
 use std::collections::HashMap;
+use std::future::Future;
 
 use actix::Addr;
 use tokio::time::Instant;
 
-use crate::connection::Reply;
+use crate::connection::{PendingReply, Reply};
 use crate::error::Error;
 use crate::manager::{ManagerActor, Send};
 use crate::proto::subscribe_actor_events_request_alpha1::RequestType;
@@ -66,23 +67,14 @@ impl Transport {
 
     /// A raw send (SPEC R2 routing unless `send` names a type): the app's answer
     /// as it came, whatever its kind.
-    pub async fn send(&self, send: Send) -> Result<Reply, Error> {
-        let deadline = send.deadline_at();
+    pub fn send(&self, send: Send) -> impl Future<Output = Result<Reply, Error>> + '_ {
         // Boxed to keep the callers' futures small (see front_door::invoke):
         // actix's request future holds the message for a retry when the
-        // mailbox is full, ~450 bytes.
-        let routed = Box::pin(self.manager.send(send));
-        // The deadline covers the wait for the manager too: its mailbox can
-        // be full, or its thread busy. Given up here, the request either never
-        // reached the manager or its pending reply is dropped on the way
-        // back, which forgets it (R10).
-        let routed = match deadline {
-            Some(at) => tokio::time::timeout_at(at, routed)
-                .await
-                .map_err(|_| Error::DeadlineExceeded)?,
-            None => routed.await,
-        };
-        routed.map_err(|_| Error::ShuttingDown)??.await
+        // mailbox is full, ~450 bytes, and the deadline's timer sits beside
+        // it. Built outside the `async` block so that `send` is not kept in
+        // the caller's future as well.
+        let routed = Box::pin(route(&self.manager, send));
+        async move { routed.await?.await }
     }
 
     /// Call an actor method.
@@ -164,6 +156,22 @@ impl Transport {
         }
         self.send(send).await
     }
+}
+
+/// Hands `send` to the manager and waits for its pending reply. The call's
+/// deadline covers this wait too: the manager's mailbox can be full, or its
+/// thread busy. Given up here, the request either never reached the manager
+/// or its pending reply is dropped on the way back, which forgets it (R10).
+async fn route(manager: &Addr<ManagerActor>, send: Send) -> Result<PendingReply, Error> {
+    let deadline = send.deadline_at();
+    let asked = manager.send(send);
+    let answer = match deadline {
+        Some(at) => tokio::time::timeout_at(at, asked)
+            .await
+            .map_err(|_| Error::DeadlineExceeded)?,
+        None => asked.await,
+    };
+    answer.map_err(|_| Error::ShuttingDown)?
 }
 
 fn outcome(cancel: bool) -> FireOutcome {
