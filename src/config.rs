@@ -167,6 +167,29 @@ impl RegistrationConfig {
         self.actor_types.iter().any(|t| t == actor_type)
     }
 
+    /// The settings in force for every type the app hosts, in one pass over
+    /// the overrides (the first override listing a type wins, as in
+    /// [`settings_for`](Self::settings_for)): linear in the registration,
+    /// where asking `settings_for` per type would be quadratic.
+    pub fn settings_by_type(&self) -> std::collections::HashMap<&str, &ActorSettings> {
+        let mut by_type: std::collections::HashMap<&str, &ActorSettings> = self
+            .actor_types
+            .iter()
+            .map(|t| (t.as_str(), &self.settings))
+            .collect();
+        let mut overridden = HashSet::new();
+        for o in &self.overrides {
+            for t in &o.actor_types {
+                if overridden.insert(t.as_str())
+                    && let Some(slot) = by_type.get_mut(t.as_str())
+                {
+                    *slot = &o.settings;
+                }
+            }
+        }
+        by_type
+    }
+
     /// The settings in force for one type: its override if any, else the defaults.
     pub fn settings_for(&self, actor_type: &str) -> &ActorSettings {
         self.overrides

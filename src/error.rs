@@ -56,6 +56,10 @@ pub enum Error {
     #[error("invalid registration: {0}")]
     InvalidRegistration(String),
 
+    /// A reentrant call chain went deeper than its type allows (SPEC T3).
+    #[error("maximum stack depth exceeded")]
+    MaxStackDepth,
+
     /// The actor system is gone (shutting down): nobody can route the request.
     #[error("actor system is shutting down")]
     ShuttingDown,

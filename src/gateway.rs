@@ -30,9 +30,11 @@ use tonic_health::server::HealthReporter;
 use crate::config::RegistrationLimits;
 use crate::manager::{CloseAll, ManagerActor};
 use crate::proto::FILE_DESCRIPTOR_SET;
+use crate::runtime::{Runtime, RuntimeOptions};
 use crate::server::{self, Http2, Http2Settings, TlsSetupError};
 use crate::service::router::{Named, Services};
 use crate::service::{DaprService, TokenCheck};
+use crate::store::MemoryStore;
 use crate::threads::ActorThreads;
 
 /// The service name gRPC health reports on, besides the server as a whole ("").
@@ -67,6 +69,10 @@ pub struct GatewaySettings {
     pub max_streams: usize,
     /// How large one app's registration may be.
     pub registration_limits: RegistrationLimits,
+    /// The actor runtime (SPEC §8); `None` relays only. Off by default
+    /// until it is complete (issue 12): turns and state are built, timers
+    /// and reminders are not.
+    pub runtime: Option<RuntimeOptions>,
 }
 
 #[derive(Debug, Clone)]
@@ -88,6 +94,7 @@ impl Default for GatewaySettings {
             handshake_timeout: Duration::from_secs(30),
             max_streams: crate::service::DEFAULT_MAX_STREAMS,
             registration_limits: RegistrationLimits::default(),
+            runtime: None,
         }
     }
 }
@@ -101,6 +108,8 @@ pub enum GatewayError {
     Tls(#[from] TlsSetupError),
     #[error("cannot serve on the listener: {0}")]
     Listener(#[from] std::io::Error),
+    #[error("cannot start the actor runtime: {0}")]
+    Runtime(String),
     #[error("cannot build reflection service: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
 }
@@ -198,7 +207,16 @@ impl Gateway {
         manager: Addr<ManagerActor>,
     ) -> Result<(Self, Arc<Http2>, Arc<Services>), GatewayError> {
         let stopping = CancellationToken::new();
-        let dapr = DaprService::new(manager.clone(), settings.app_id.clone())
+        let mut dapr = DaprService::new(manager.clone(), settings.app_id.clone());
+        if let Some(options) = settings.runtime {
+            // State in memory until the durable store lands (issue 13).
+            let store = Arc::new(MemoryStore::new());
+            let runtime = Runtime::start(&manager, store, options)
+                .await
+                .map_err(|e| GatewayError::Runtime(e.to_string()))?;
+            dapr = dapr.with_runtime(runtime);
+        }
+        let dapr = dapr
             .with_shutdown(stopping.clone())
             .with_handshake_timeout(settings.handshake_timeout)
             .with_max_message_bytes(settings.max_message_bytes)

@@ -27,6 +27,7 @@ use crate::connection::{
 use crate::error::{DISCONNECTED, Error};
 use crate::pending::deadline_in;
 use crate::proto::subscribe_actor_events_response_alpha1::ResponseType;
+use crate::runtime::table::{ActorTable, HostingChanged, TypeRules};
 
 /// Owns the set of live connections. Start one per gateway, in an actix system.
 pub struct ManagerActor {
@@ -37,6 +38,9 @@ pub struct ManagerActor {
     /// Actor type -> the live connections whose registration lists it.
     /// Invariant: holds exactly the ids in `live`, under each type they list.
     by_type: HashMap<String, BTreeSet<ConnectionId>>,
+    /// The actor runtime's table, once started: told whenever the hosted
+    /// types or their rules (the newest listing connection's) change.
+    table: Option<Addr<ActorTable>>,
 }
 
 struct Entry {
@@ -56,6 +60,7 @@ impl ManagerActor {
             next_id: 0,
             live: BTreeMap::new(),
             by_type: HashMap::new(),
+            table: None,
         }
     }
 
@@ -68,6 +73,75 @@ impl ManagerActor {
             .or_else(|| self.live.keys().next_back())
             .copied()?;
         self.live.get_mut(&id)
+    }
+}
+
+impl ManagerActor {
+    /// After a close: the closed connection's types that nobody hosts any
+    /// more, and those now served by an older connection, with its rules.
+    fn tell_table_closed(&self, closed: &RegistrationConfig) {
+        let Some(table) = &self.table else {
+            return;
+        };
+        let mut change = HostingChanged::default();
+        let mut indexes = HashMap::new();
+        for t in &closed.actor_types {
+            let Some(newest) = self.by_type.get(t).and_then(|ids| ids.last()) else {
+                change.unhosted.push(t.clone());
+                continue;
+            };
+            let config = &self.live[newest].config;
+            let index = indexes
+                .entry(*newest)
+                .or_insert_with(|| config.settings_by_type());
+            if let Some(settings) = index.get(t.as_str()) {
+                change
+                    .hosted
+                    .push((t.clone(), TypeRules::from_settings(settings)));
+            }
+        }
+        table.do_send(change);
+    }
+
+    /// Everything hosted now, for a table that has just started.
+    fn hosting_now(&self) -> HostingChanged {
+        let mut change = HostingChanged::default();
+        for (id, entry) in &self.live {
+            for (t, settings) in entry.config.settings_by_type() {
+                // Newest listing wins: later ids overwrite earlier ones.
+                let newest = self.by_type.get(t).and_then(|ids| ids.last());
+                if newest == Some(id) {
+                    change
+                        .hosted
+                        .push((t.to_owned(), TypeRules::from_settings(settings)));
+                }
+            }
+        }
+        change
+    }
+}
+
+/// Start the actor runtime's table beside the manager (one per manager) and
+/// keep it told of the hosted types from now on. Answers with its address.
+#[derive(Message)]
+#[rtype(result = "Addr<ActorTable>")]
+pub struct StartTable {
+    /// How often idle actors are looked for (SPEC D2).
+    pub idle_scan: Duration,
+}
+
+impl Handler<StartTable> for ManagerActor {
+    type Result = MessageResult<StartTable>;
+
+    fn handle(&mut self, msg: StartTable, ctx: &mut Self::Context) -> Self::Result {
+        if let Some(table) = &self.table {
+            return MessageResult(table.clone());
+        }
+        let transport = crate::transport::Transport::new(ctx.address());
+        let table = ActorTable::new(transport, msg.idle_scan).start();
+        table.do_send(self.hosting_now());
+        self.table = Some(table.clone());
+        MessageResult(table)
     }
 }
 
@@ -177,6 +251,17 @@ impl Handler<Register> for ManagerActor {
             "{id}: registered, hosting {}",
             ClippedList(&config.actor_types)
         );
+        if let Some(table) = &self.table {
+            let rules = config.settings_by_type();
+            let hosted = rules
+                .into_iter()
+                .map(|(t, s)| (t.to_owned(), TypeRules::from_settings(s)))
+                .collect();
+            table.do_send(HostingChanged {
+                hosted,
+                unhosted: Vec::new(),
+            });
+        }
         self.live.insert(
             id,
             Entry {
@@ -222,6 +307,9 @@ impl Handler<Close> for ManagerActor {
                     self.by_type.remove(t);
                 }
             }
+        }
+        if self.table.is_some() {
+            self.tell_table_closed(&entry.config);
         }
         let cause = Arc::from(msg.cause.as_deref().unwrap_or(DISCONNECTED));
         info!("{}: closed ({cause})", msg.id);

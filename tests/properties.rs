@@ -989,7 +989,7 @@ fn check_outcome(
             | Error::TooManyPending { .. }
             | Error::MessageTooLarge { .. }
             | Error::Protocol(_) => true,
-            Error::ShuttingDown | Error::InvalidRegistration(_) => false,
+            Error::ShuttingDown | Error::InvalidRegistration(_) | Error::MaxStackDepth => false,
         },
     };
     ensure(ok, || {

@@ -9,6 +9,7 @@ use std::time::Duration;
 use callbackstream::config::RegistrationLimits;
 use callbackstream::connection::ConnectionOptions;
 use callbackstream::gateway::{self, GatewaySettings, TlsFiles};
+use callbackstream::runtime::RuntimeOptions;
 use callbackstream::threads::ActorSystem;
 use clap::Args;
 use log::{info, warn};
@@ -63,6 +64,13 @@ pub struct ServeArgs {
     /// TLS private key (PEM); needs --tls-cert.
     #[arg(long, requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// How often idle actors are looked for and deactivated.
+    #[arg(long, default_value = "1s", value_parser = positive_duration)]
+    idle_scan_interval: Duration,
+    /// Run the actor runtime (turns per actor, actor state in memory);
+    /// experimental until timers and reminders land.
+    #[arg(long)]
+    actor_runtime: bool,
     /// Token every RPC but health must carry as `dapr-api-token`.
     #[arg(long, env = "DAPR_API_TOKEN", hide_env_values = true)]
     api_token: Option<String>,
@@ -106,6 +114,10 @@ pub async fn run(args: ServeArgs) -> CliResult {
             max_type_configs: args.max_type_configs,
             max_type_name_bytes: args.max_type_name_bytes,
         },
+        // The runtime is opt-in until it is complete (issue 12).
+        runtime: args.actor_runtime.then_some(RuntimeOptions {
+            idle_scan_interval: args.idle_scan_interval,
+        }),
         ..GatewaySettings::default()
     };
     let served = gateway::serve_on(actors.threads(), settings, listener, stop).await;

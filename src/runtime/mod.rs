@@ -1,9 +1,120 @@
 //! The actor runtime (SPEC §8): what daprd, placement, the scheduler and the
 //! state store do for an SDK app's actors, behind the relay.
 //!
-//! Being built; see docs/architecture.md.
+//! - [`table::ActorTable`] owns the active actors and their turns (T1, T3,
+//!   D1-D3); a [`table::Turn`] is the right to call the app for one actor;
+//! - [`state::ActorState`] keeps actor state in a [`crate::store::Store`]
+//!   (ST1-ST3);
+//! - [`schedule`] and [`data`] are what timers and reminders are made of;
+//! - [`clock::Clock`] is the one wall clock, tied to tokio's.
+//!
+//! [`Runtime`] is the handle the front door holds. See docs/architecture.md.
 
 pub mod clock;
 pub mod data;
 pub mod schedule;
 pub mod state;
+pub mod table;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::Addr;
+use tokio::time::Instant;
+
+use crate::error::Error;
+use crate::manager::{ManagerActor, StartTable};
+use crate::store::Store;
+use clock::Clock;
+use state::ActorState;
+use table::{Acquire, ActorKey, ActorTable, CountActive, IsActive, Turn};
+
+/// How the runtime runs.
+#[derive(Debug, Clone, Copy)]
+pub struct RuntimeOptions {
+    /// How often idle actors are looked for (`--idle-scan-interval`, D2).
+    pub idle_scan_interval: Duration,
+}
+
+impl Default for RuntimeOptions {
+    fn default() -> Self {
+        RuntimeOptions {
+            idle_scan_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// The actor runtime of one gateway: cheap to clone.
+#[derive(Clone)]
+pub struct Runtime {
+    table: Addr<ActorTable>,
+    state: ActorState,
+}
+
+impl Runtime {
+    /// Starts the runtime beside `manager`, keeping state in `store`.
+    pub async fn start(
+        manager: &Addr<ManagerActor>,
+        store: Arc<dyn Store>,
+        options: RuntimeOptions,
+    ) -> Result<Self, Error> {
+        let table = manager
+            .send(StartTable {
+                idle_scan: options.idle_scan_interval,
+            })
+            .await
+            .map_err(|_| Error::ShuttingDown)?;
+        Ok(Runtime {
+            table,
+            state: ActorState::new(store, Clock::new()),
+        })
+    }
+
+    /// Waits for `key`'s turn (T1), or enters at once when `chain` holds it
+    /// and the type allows reentrancy (T3). Gives up at `deadline`, leaving
+    /// the queue.
+    pub async fn turn(
+        &self,
+        key: ActorKey,
+        chain: Option<String>,
+        deadline: Option<Instant>,
+    ) -> Result<Turn, Error> {
+        let waiting = async {
+            let ticket = self
+                .table
+                .send(Acquire { key, chain })
+                .await
+                .map_err(|_| Error::ShuttingDown)??;
+            // The ticket drops unanswered when the actor's type loses its
+            // last host (D3).
+            ticket.await.map_err(|_| Error::disconnected())
+        };
+        match deadline {
+            Some(at) => tokio::time::timeout_at(at, waiting)
+                .await
+                .map_err(|_| Error::DeadlineExceeded)?,
+            None => waiting.await,
+        }
+    }
+
+    /// Whether an actor is active (ST2).
+    pub async fn is_active(&self, key: ActorKey) -> Result<bool, Error> {
+        self.table
+            .send(IsActive(key))
+            .await
+            .map_err(|_| Error::ShuttingDown)
+    }
+
+    /// Active actors per type (D1).
+    pub async fn active_counts(&self) -> Result<HashMap<String, usize>, Error> {
+        self.table
+            .send(CountActive)
+            .await
+            .map_err(|_| Error::ShuttingDown)
+    }
+
+    pub fn state(&self) -> &ActorState {
+        &self.state
+    }
+}

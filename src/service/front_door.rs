@@ -15,6 +15,8 @@ use crate::proto::actor_runtime::ActorRuntimeStatus;
 use crate::proto::{
     ActiveActorsCount, ActorRuntime, GetMetadataResponse, InvokeActorRequest, InvokeActorResponse,
 };
+use crate::runtime::Runtime;
+use crate::runtime::table::{ActorKey, Turn};
 use crate::service::status::to_status;
 use crate::transport::{InvokeRequest, Transport};
 
@@ -25,12 +27,13 @@ pub const ERROR_RESPONSE_HEADER: &str = "x-daprerrorresponseheader";
 /// Calls the actor method and maps the outcome (SPEC F2, F3).
 pub async fn invoke(
     transport: &Transport,
+    runtime: Option<&Runtime>,
     metadata: &MetadataMap,
     request: InvokeActorRequest,
 ) -> Result<Response<InvokeActorResponse>, Status> {
     check_request(&request)?;
     let deadline = caller_deadline(metadata);
-    let call = InvokeRequest {
+    let mut call = InvokeRequest {
         id: String::new(),
         actor_type: request.actor_type,
         actor_id: request.actor_id,
@@ -39,10 +42,20 @@ pub async fn invoke(
         metadata: request.metadata,
     };
     // Boxed: tonic boxes this handler's future once per call, and with the
-    // transport's future inline it was ~1.6 KiB, past glibc's per-thread
-    // cache of small blocks (1032 bytes), so every call took malloc's slow
-    // path. Two small blocks cost less than one large one.
-    match Box::pin(transport.invoke(call, deadline)).await {
+    // transport's future (or the turn) inline it was ~1.6 KiB, past glibc's
+    // per-thread cache of small blocks (1032 bytes), so every call took
+    // malloc's slow path. Two small blocks cost less than one large one.
+    let outcome = Box::pin(async move {
+        // The call takes the actor's turn (T1) and keeps it until the app
+        // has answered: `_turn` lives to the end of this block.
+        let _turn = match runtime {
+            Some(runtime) => Some(take_turn(runtime, &mut call, deadline).await?),
+            None => None,
+        };
+        Ok::<_, Status>(Box::pin(transport.invoke(call, deadline)).await)
+    })
+    .await?;
+    match outcome {
         Ok(reply) => Ok(Response::new(InvokeActorResponse { data: reply.data })),
         Err(Error::AppError { payload, .. }) => {
             let mut response = Response::new(InvokeActorResponse { data: payload });
@@ -55,20 +68,53 @@ pub async fn invoke(
     }
 }
 
+/// Waits for the actor's turn; with reentrancy on, tells the app the chain
+/// the turn belongs to, so that its calls back in enter (T3).
+async fn take_turn(
+    runtime: &Runtime,
+    call: &mut InvokeRequest,
+    deadline: Option<Instant>,
+) -> Result<Turn, Status> {
+    let key = ActorKey::new(call.actor_type.clone(), call.actor_id.clone());
+    let chain = call.metadata.get(REENTRANCY_ID).cloned();
+    let turn = runtime
+        .turn(key, chain, deadline)
+        .await
+        .map_err(to_status)?;
+    if let Some(chain) = turn.chain() {
+        call.metadata
+            .insert(REENTRANCY_ID.to_owned(), chain.to_owned());
+    }
+    Ok(turn)
+}
+
+/// The metadata key of a reentrant call chain (exact spelling, as daprd).
+pub const REENTRANCY_ID: &str = "Dapr-Reentrancy-Id";
+
 /// What this sidecar is and which actor types are served right now (SPEC F4).
 pub async fn metadata(
     manager: &actix::Addr<ManagerActor>,
+    runtime: Option<&Runtime>,
     app_id: &str,
 ) -> Result<GetMetadataResponse, Status> {
     let view = manager
         .send(Describe)
         .await
         .map_err(|_| to_status(Error::ShuttingDown))?;
+    let counts = match runtime {
+        Some(runtime) => runtime.active_counts().await.map_err(to_status)?,
+        None => Default::default(),
+    };
     let active_actors = view
         .actor_types
         .into_iter()
-        // Instances live in the app; the sidecar does not count them.
-        .map(|r#type| ActiveActorsCount { r#type, count: 0 })
+        .map(|r#type| {
+            let count = counts.get(&r#type).copied().unwrap_or(0);
+            ActiveActorsCount {
+                r#type,
+                count: i32::try_from(count).unwrap_or(i32::MAX),
+            }
+        })
         .collect();
     Ok(GetMetadataResponse {
         id: app_id.to_owned(),
@@ -154,7 +200,7 @@ mod tests {
         use actix::Actor;
         let transport = Transport::new(ManagerActor::default().start());
         let metadata = MetadataMap::new();
-        let handler = invoke(&transport, &metadata, InvokeActorRequest::default());
+        let handler = invoke(&transport, None, &metadata, InvokeActorRequest::default());
         let call = transport.invoke(InvokeRequest::default(), None);
         // The handler's own state, plus tonic's request, is what tonic boxes.
         assert!(

@@ -5,6 +5,7 @@
 //! owns its behaviour (`stream`, `front_door`); RPCs we do not serve answer
 //! UNIMPLEMENTED through tonic's generated router.
 
+pub mod actor_state;
 pub mod auth;
 pub mod front_door;
 pub mod oversize;
@@ -28,6 +29,7 @@ use crate::proto::{
     RegisterActorTimerRequest, SubscribeActorEventsRequestAlpha1, UnregisterActorReminderRequest,
     UnregisterActorTimerRequest,
 };
+use crate::runtime::Runtime;
 use crate::transport::Transport;
 
 pub use auth::TokenCheck;
@@ -46,6 +48,7 @@ pub struct DaprService {
     transport: Transport,
     stream: stream::StreamContext,
     app_id: String,
+    runtime: Option<Runtime>,
 }
 
 impl DaprService {
@@ -63,6 +66,7 @@ impl DaprService {
                 shutdown: CancellationToken::new(),
             },
             app_id: app_id.into(),
+            runtime: None,
         }
     }
 
@@ -97,6 +101,20 @@ impl DaprService {
         self
     }
 
+    /// Run actors with `runtime`: turns per actor, state, and what else SPEC
+    /// §8 serves. Without one the service only relays (and the runtime's
+    /// RPCs answer UNIMPLEMENTED).
+    pub fn with_runtime(mut self, runtime: Runtime) -> Self {
+        self.runtime = Some(runtime);
+        self
+    }
+
+    fn runtime(&self) -> Result<&Runtime, Status> {
+        self.runtime
+            .as_ref()
+            .ok_or_else(|| Status::unimplemented("this gateway runs no actor runtime"))
+    }
+
     /// The tonic server type, with the message limit applied both ways.
     pub fn into_server(self) -> DaprServer<Self> {
         let limit = self.stream.max_message_bytes;
@@ -124,16 +142,20 @@ impl Dapr for DaprService {
         request: Request<InvokeActorRequest>,
     ) -> Result<Response<InvokeActorResponse>, Status> {
         let (metadata, _, message) = request.into_parts();
-        front_door::invoke(&self.transport, &metadata, message).await
+        front_door::invoke(&self.transport, self.runtime.as_ref(), &metadata, message).await
     }
 
     async fn get_metadata(
         &self,
         _: Request<GetMetadataRequest>,
     ) -> Result<Response<GetMetadataResponse>, Status> {
-        front_door::metadata(self.transport.manager(), &self.app_id)
-            .await
-            .map(Response::new)
+        front_door::metadata(
+            self.transport.manager(),
+            self.runtime.as_ref(),
+            &self.app_id,
+        )
+        .await
+        .map(Response::new)
     }
 
     // The actor runtime's RPCs (SPEC §8): declared, not served until it lands.
@@ -182,17 +204,15 @@ impl Dapr for DaprService {
 
     async fn get_actor_state(
         &self,
-        _: Request<GetActorStateRequest>,
+        request: Request<GetActorStateRequest>,
     ) -> Result<Response<GetActorStateResponse>, Status> {
-        Err(Status::unimplemented("GetActorState is not served yet"))
+        actor_state::get(self.runtime()?, request.into_inner()).await
     }
 
     async fn execute_actor_state_transaction(
         &self,
-        _: Request<ExecuteActorStateTransactionRequest>,
+        request: Request<ExecuteActorStateTransactionRequest>,
     ) -> Result<Response<()>, Status> {
-        Err(Status::unimplemented(
-            "ExecuteActorStateTransaction is not served yet",
-        ))
+        actor_state::transact(self.runtime()?, request.into_inner()).await
     }
 }

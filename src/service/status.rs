@@ -18,7 +18,7 @@ pub fn to_status(err: Error) -> Status {
             Status::unavailable(message)
         }
         Error::DeadlineExceeded => Status::deadline_exceeded(message),
-        Error::TooManyPending { .. } | Error::MessageTooLarge { .. } => {
+        Error::TooManyPending { .. } | Error::MessageTooLarge { .. } | Error::MaxStackDepth => {
             Status::resource_exhausted(message)
         }
         Error::AppFailed { code, message, .. } => Status::new(app_code(code), bounded(message)),
