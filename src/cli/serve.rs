@@ -67,10 +67,11 @@ pub struct ServeArgs {
     /// How often idle actors are looked for and deactivated.
     #[arg(long, default_value = "1s", value_parser = positive_duration)]
     idle_scan_interval: Duration,
-    /// Run the actor runtime (turns per actor, actor state in memory);
-    /// experimental until timers and reminders land.
+    /// Keep actor state and reminders in memory only: they last as long as
+    /// the process. (For now the only store; the durable one comes with
+    /// `--data-dir`.)
     #[arg(long)]
-    actor_runtime: bool,
+    in_memory: bool,
     /// Token every RPC but health must carry as `dapr-api-token`.
     #[arg(long, env = "DAPR_API_TOKEN", hide_env_values = true)]
     api_token: Option<String>,
@@ -114,12 +115,14 @@ pub async fn run(args: ServeArgs) -> CliResult {
             max_type_configs: args.max_type_configs,
             max_type_name_bytes: args.max_type_name_bytes,
         },
-        // The runtime is opt-in until it is complete (issue 12).
-        runtime: args.actor_runtime.then_some(RuntimeOptions {
+        runtime: Some(RuntimeOptions {
             idle_scan_interval: args.idle_scan_interval,
         }),
         ..GatewaySettings::default()
     };
+    if !args.in_memory {
+        warn!("no durable store yet: actor state is kept in memory, as with --in-memory");
+    }
     let served = gateway::serve_on(actors.threads(), settings, listener, stop).await;
     // Stopping the actor threads ends whatever the grace period left open.
     // A thread still busy when the grace is over is not waited for: the
