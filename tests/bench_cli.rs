@@ -87,3 +87,16 @@ fn idle_bench_on_one_shared_connection() {
     assert_eq!(number(&report, "/streams"), 20.0);
     assert_eq!(number(&report, "/connections"), 1.0);
 }
+
+/// `--actors N`: N ids called once each activate N actors (GetMetadata's
+/// count says so), and the report carries a rate and a memory figure.
+#[test]
+fn actors_bench_activates_each_id_once_and_reports_rate_and_memory() {
+    let report = bench_json(&["--actors", "300", "--callers", "8"]);
+    assert_eq!(report["mode"], "actors");
+    assert_eq!(number(&report, "/actors"), 300.0);
+    assert_eq!(number(&report, "/active_reported"), 300.0);
+    assert_eq!(number(&report, "/errors"), 0.0);
+    assert!(number(&report, "/activations_per_sec") > 0.0);
+    assert!(number(&report, "/rss_after_kib") > 0.0);
+}

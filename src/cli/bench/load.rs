@@ -31,6 +31,7 @@ use callbackstream::kit::baseline;
 use callbackstream::kit::hosted::{HostedGateway, HostedServer};
 use callbackstream::kit::load::{self, LoadSpec, LoadSummary, Progress};
 use callbackstream::kit::procstat::{self, CpuScope};
+use callbackstream::runtime::RuntimeOptions;
 use serde::Serialize;
 
 use super::{
@@ -79,6 +80,8 @@ struct Settings {
     gateway: String,
     /// Threads the in-process gateway serves on.
     gateway_threads: Option<usize>,
+    /// Whether the in-process gateway runs the actor runtime (turns per actor).
+    actor_runtime: Option<bool>,
     baseline_threads: Option<usize>,
     apps: usize,
     callers: usize,
@@ -133,6 +136,7 @@ fn settings(args: &BenchArgs) -> Settings {
     Settings {
         gateway: args.addr.clone().unwrap_or_else(|| "in-process".into()),
         gateway_threads: args.addr.is_none().then_some(args.threads),
+        actor_runtime: args.addr.is_none().then_some(!args.relay_only),
         baseline_threads: args.baseline.map(|_| baseline_threads(args)),
         apps: args.apps,
         callers: args.callers,
@@ -177,6 +181,8 @@ async fn measure_gateway(args: &BenchArgs) -> Result<Measurement, BoxError> {
         None => {
             let settings = GatewaySettings {
                 app_id: "bench".into(),
+                // As `serve` runs: every call takes its actor's turn.
+                runtime: (!args.relay_only).then(RuntimeOptions::default),
                 ..GatewaySettings::default()
             };
             let gateway =
@@ -303,10 +309,14 @@ fn ratios(gateway: &Measurement, baseline: &Measurement) -> Ratios {
 
 fn describe(s: &Settings) -> String {
     format!(
-        "bench: gateway {}{}{}, {} echo app(s), {} callers on {} connection(s), {}-byte payloads over {} actor ids, {}s per run after {}s warm-up",
+        "bench: gateway {}{}{}{}, {} echo app(s), {} callers on {} connection(s), {}-byte payloads over {} actor ids, {}s per run after {}s warm-up",
         s.gateway,
         s.gateway_threads
             .map_or_else(String::new, |n| format!(" on {n} thread(s)")),
+        match s.actor_runtime {
+            Some(false) => " (relay only)",
+            _ => "",
+        },
         s.baseline_threads
             .map_or_else(String::new, |n| format!(", baseline on {n}")),
         s.apps,

@@ -1,9 +1,10 @@
 //! `callbackstream bench`: what a callback through the gateway costs, in
 //! throughput, latency, CPU per call and memory per app stream.
 //!
-//! Two modes, one per file: `load` (the default: echo apps, C callers, a
-//! timed run, optionally beside a unary-echo baseline) and `idle` (`--idle
-//! N`: N idle app streams and the gateway's memory); `apps` runs the echo
+//! Three modes, one per file: `load` (the default: echo apps, C callers, a
+//! timed run, optionally beside a unary-echo baseline), `idle` (`--idle
+//! N`: N idle app streams and the gateway's memory) and `actors` (`--actors
+//! N`: N actors activated through the runtime, their rate and memory); `apps` runs the echo
 //! apps both modes open, on a thread of their own; `child` starts the
 //! separate gateway process the idle mode measures. This file holds the
 //! arguments and what both modes share: connecting, and the progress line.
@@ -12,6 +13,7 @@
 //! Ctrl-C drops the run: in-process servers stop and a child gateway is
 //! killed on the way out.
 
+mod actors;
 mod apps;
 mod child;
 mod idle;
@@ -82,6 +84,13 @@ pub struct BenchArgs {
         "payload", "actor_ids", "call_timeout",
     ])]
     idle: Option<usize>,
+    /// Instead of load: call N actor ids once each through an in-process
+    /// gateway with the actor runtime, and report the activation rate and
+    /// the memory per active actor.
+    #[arg(long, value_name = "N", conflicts_with_all = [
+        "baseline", "apps", "duration", "warmup", "payload", "actor_ids", "idle", "addr", "relay_only",
+    ])]
+    actors: Option<usize>,
     /// With --idle: open every stream on one HTTP/2 connection.
     #[arg(long, requires = "idle")]
     shared_connection: bool,
@@ -92,6 +101,10 @@ pub struct BenchArgs {
     /// Worker threads of the baseline's server [default: as many as --threads].
     #[arg(long, value_parser = at_least_one, requires = "baseline")]
     baseline_threads: Option<usize>,
+    /// Run the in-process gateway without the actor runtime: calls are
+    /// relayed without taking their actor's turn (the relay's own cost).
+    #[arg(long, conflicts_with = "addr")]
+    relay_only: bool,
     /// Print one JSON object on stdout instead of the text report.
     #[arg(long)]
     json: bool,
@@ -107,9 +120,10 @@ enum Baseline {
 pub async fn run(args: BenchArgs) -> CliResult {
     quiet_logs();
     let bench = async {
-        match args.idle {
-            Some(streams) => idle::run(&args, streams).await,
-            None => load::run(&args).await,
+        match (args.idle, args.actors) {
+            (Some(streams), _) => idle::run(&args, streams).await,
+            (None, Some(actors)) => actors::run(&args, actors).await,
+            (None, None) => load::run(&args).await,
         }
     };
     tokio::select! {
