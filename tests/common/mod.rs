@@ -116,6 +116,13 @@ impl App {
         }
     }
 
+    /// The next request, or `None` once the outbox has ended. Waits as long
+    /// as it takes (for apps that run beside a test for its whole length).
+    pub async fn next_or_end(&mut self) -> Option<ResponseType> {
+        let msg = self.outbox.recv().await?;
+        Some(msg.response_type.expect("response_type set"))
+    }
+
     /// The request already waiting in the outbox, if any (does not wait).
     pub fn try_next(&mut self) -> Option<ResponseType> {
         self.outbox
