@@ -124,7 +124,12 @@ pub async fn serve_on(
     listener: std::net::TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), GatewayError> {
-    let (gateway, http, services) = Gateway::build(&settings, actors.manager()).await?;
+    tokio::pin!(shutdown);
+    let Some((gateway, http, services)) =
+        Gateway::build_unless(&settings, actors.manager(), &mut shutdown).await?
+    else {
+        return Ok(());
+    };
     info!("serving on {}", describe(listener.local_addr(), &settings));
     listener.set_nonblocking(true)?;
     // The manager's thread accepts and hands connections to the others in
@@ -179,7 +184,12 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), GatewayError> {
-    let (gateway, http, services) = Gateway::build(&settings, manager).await?;
+    tokio::pin!(shutdown);
+    let Some((gateway, http, services)) =
+        Gateway::build_unless(&settings, manager, &mut shutdown).await?
+    else {
+        return Ok(());
+    };
     info!("serving on {}", describe(listener.local_addr(), &settings));
     let server = server::serve(listener, http, services, gateway.drained.clone());
     gateway
@@ -201,11 +211,34 @@ struct Gateway {
     drained: CancellationToken,
 }
 
+/// What [`Gateway::build`] makes: the gateway, its HTTP/2 settings and services.
+type Built = (Gateway, Arc<Http2>, Arc<Services>);
+
 impl Gateway {
+    /// Builds the gateway, unless `shutdown` resolves first (`None`). With
+    /// the actor runtime on, building waits for the manager to start the
+    /// actor table (`Runtime::start`), and the manager's thread may be busy
+    /// or stuck: a stop asked for meanwhile must not wait for it. Nothing is
+    /// served yet, so there is nothing to close; a `StartTable` still queued
+    /// only starts a table that the manager keeps for the next start.
+    async fn build_unless(
+        settings: &GatewaySettings,
+        manager: Addr<ManagerActor>,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<Option<Built>, GatewayError> {
+        tokio::select! {
+            built = Self::build(settings, manager) => built.map(Some),
+            () = shutdown => {
+                info!("stopped before serving");
+                Ok(None)
+            }
+        }
+    }
+
     async fn build(
         settings: &GatewaySettings,
         manager: Addr<ManagerActor>,
-    ) -> Result<(Self, Arc<Http2>, Arc<Services>), GatewayError> {
+    ) -> Result<Built, GatewayError> {
         let stopping = CancellationToken::new();
         let mut dapr = DaprService::new(manager.clone(), settings.app_id.clone());
         if let Some(options) = settings.runtime {

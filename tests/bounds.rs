@@ -15,8 +15,10 @@ use callbackstream::connection::ConnectionOptions;
 use callbackstream::gateway::{self, GatewaySettings};
 use callbackstream::kit::apphost::{AppHost, AppHostOptions};
 use callbackstream::manager::Send;
+use callbackstream::proto::dapr_client::DaprClient;
 use callbackstream::proto::subscribe_actor_events_response_alpha1::ResponseType;
 use callbackstream::proto::{GetMetadataRequest, SubscribeActorEventsResponseInvokeRequestAlpha1};
+use callbackstream::runtime::RuntimeOptions;
 use callbackstream::threads::{ActorSystem, ActorThreads};
 use callbackstream::{Error, Transport};
 use harness::TestGateway;
@@ -147,27 +149,72 @@ async fn a_calls_deadline_covers_its_wait_for_a_busy_manager() {
 }
 
 /// Shutdown's whole sequence, closing the app streams included, ends within
-/// the grace period even while the manager's thread cannot answer.
+/// the grace period even while the manager's thread cannot answer; with the
+/// actor runtime on, which needs the manager to start. The gateway must be
+/// serving before the thread is blocked: blocking it earlier tests a stop
+/// during start-up instead (the next test), and did so only by chance.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_fits_in_its_grace_while_the_managers_thread_is_busy() {
     let actors = ActorSystem::start_threads(ConnectionOptions::default(), 2).unwrap();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let settings = GatewaySettings {
-        shutdown_grace: Duration::from_millis(300),
-        ..GatewaySettings::default()
-    };
+    let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(gateway::serve_on(
         actors.threads(),
-        settings,
+        settings_with_runtime(),
         listener,
         async {
             let _ = stopped.await;
         },
     ));
+    // An answer means the gateway is built (the actor table included) and
+    // serving. This connection stays open on the manager's thread (the
+    // first connection stays on the accepting thread), so the drain cannot
+    // finish and only the grace can end the shutdown.
+    let mut client = DaprClient::connect(format!("http://{addr}")).await.unwrap();
+    let mut ask = Request::new(GetMetadataRequest {});
+    ask.set_timeout(Duration::from_secs(5));
+    client.get_metadata(ask).await.expect("the gateway serves");
     let release = block_the_managers_thread(&actors.threads());
 
     let _ = stop.send(());
+    assert_stops_promptly(server).await;
+    drop((client, release));
+}
+
+/// A stop asked for while the gateway is still starting, its manager's
+/// thread busy, ends it as promptly: starting the actor runtime waits for
+/// the manager, the stop does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_during_start_up_does_not_wait_for_a_busy_manager() {
+    let actors = ActorSystem::start_threads(ConnectionOptions::default(), 2).unwrap();
+    let release = block_the_managers_thread(&actors.threads());
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(gateway::serve_on(
+        actors.threads(),
+        settings_with_runtime(),
+        listener,
+        async {
+            let _ = stopped.await;
+        },
+    ));
+
+    let _ = stop.send(());
+    assert_stops_promptly(server).await;
+    drop(release);
+}
+
+fn settings_with_runtime() -> GatewaySettings {
+    GatewaySettings {
+        shutdown_grace: Duration::from_millis(300),
+        runtime: Some(RuntimeOptions::default()),
+        ..GatewaySettings::default()
+    }
+}
+
+/// `server` ends, well within a few grace periods of 300 ms.
+async fn assert_stops_promptly(server: tokio::task::JoinHandle<Result<(), gateway::GatewayError>>) {
     let started = std::time::Instant::now();
     let result = tokio::time::timeout(Duration::from_secs(10), server).await;
     assert!(
@@ -179,5 +226,5 @@ async fn shutdown_fits_in_its_grace_while_the_managers_thread_is_busy() {
         "took {:?}",
         started.elapsed()
     );
-    drop(release);
+    result.unwrap().unwrap().expect("serve_on stops cleanly");
 }
