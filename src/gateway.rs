@@ -69,9 +69,8 @@ pub struct GatewaySettings {
     pub max_streams: usize,
     /// How large one app's registration may be.
     pub registration_limits: RegistrationLimits,
-    /// The actor runtime (SPEC §8); `None` relays only. Off by default
-    /// until it is complete (issue 12): turns and state are built, timers
-    /// and reminders are not.
+    /// The actor runtime (SPEC §8); `None` relays only (calls do not take
+    /// turns, and the runtime's RPCs answer UNIMPLEMENTED).
     pub runtime: Option<RuntimeOptions>,
 }
 
@@ -94,7 +93,7 @@ impl Default for GatewaySettings {
             handshake_timeout: Duration::from_secs(30),
             max_streams: crate::service::DEFAULT_MAX_STREAMS,
             registration_limits: RegistrationLimits::default(),
-            runtime: None,
+            runtime: Some(RuntimeOptions::default()),
         }
     }
 }

@@ -1,5 +1,6 @@
 //! `callbackstream demo`: a gateway, an echo app dialing it over real gRPC,
-//! and a short load, all in one process, so one command shows the product.
+//! a short load, then a stateful counter actor and a reminder, all in one
+//! process, so one command shows the product.
 //! The gateway runs on a runtime of its own, as the bench runs it.
 
 use std::process::ExitCode;
@@ -8,10 +9,11 @@ use std::time::Duration;
 use callbackstream::connection::ConnectionOptions;
 use callbackstream::gateway::GatewaySettings;
 use callbackstream::kit::apphost::{AppHost, AppHostOptions};
+use callbackstream::kit::counter::{COUNTER_TYPE, CounterApp, REMINDED_KEY};
 use callbackstream::kit::hosted::HostedGateway;
 use callbackstream::kit::load::{self, LoadSpec};
-use callbackstream::proto::GetMetadataRequest;
 use callbackstream::proto::dapr_client::DaprClient;
+use callbackstream::proto::{GetActorStateRequest, GetMetadataRequest, InvokeActorRequest};
 use clap::Args;
 use tonic::transport::{Channel, Endpoint};
 
@@ -68,6 +70,8 @@ pub async fn run(args: DemoArgs) -> CliResult {
         report.latency_us.max()
     );
 
+    let stateful = counter_demo(channel.clone()).await?;
+
     gateway.stop();
     let ended = app.finished().await;
     println!(
@@ -78,12 +82,74 @@ pub async fn run(args: DemoArgs) -> CliResult {
         .finished()
         .await
         .map_err(|e| e as Box<dyn std::error::Error>)?;
-    let clean = report.ok > 0 && report.calls() == report.ok && report.wrong_replies == 0;
+    let clean =
+        report.ok > 0 && report.calls() == report.ok && report.wrong_replies == 0 && stateful;
     Ok(if clean {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// The runtime at work: a counter kept in actor state across calls, and a
+/// reminder that fires through the app's stream. Whether all went as it
+/// should.
+async fn counter_demo(channel: Channel) -> Result<bool, Box<dyn std::error::Error>> {
+    let app = CounterApp::connect(channel.clone()).await?;
+    println!("counter app registered, hosting {COUNTER_TYPE} (its count kept in actor state)");
+    let mut client = DaprClient::new(channel);
+    let mut counts = Vec::new();
+    for _ in 0..3 {
+        counts.push(call_counter(&mut client, "increment").await?);
+    }
+    println!("CounterActor/c-1 increment x3 -> {}", counts.join(", "));
+    call_counter(&mut client, "remind").await?;
+    println!("CounterActor/c-1 registered reminder \"tick\", due in 1s");
+    let fired = reminder_fired(&mut client).await?;
+    match fired {
+        true => println!("reminder \"tick\" fired: the actor counted it in its state"),
+        false => println!("reminder \"tick\" did not fire within 5s"),
+    }
+    app.close().await?;
+    Ok(counts == ["1", "2", "3"] && fired)
+}
+
+async fn call_counter(
+    client: &mut DaprClient<Channel>,
+    method: &str,
+) -> Result<String, Box<dyn std::error::Error>> {
+    let reply = client
+        .invoke_actor(InvokeActorRequest {
+            actor_type: COUNTER_TYPE.into(),
+            actor_id: "c-1".into(),
+            method: method.into(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    Ok(String::from_utf8_lossy(&reply.data).into_owned())
+}
+
+/// Polls the actor's `reminded` count (bounded: 5 s).
+async fn reminder_fired(
+    client: &mut DaprClient<Channel>,
+) -> Result<bool, Box<dyn std::error::Error>> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while tokio::time::Instant::now() < deadline {
+        let state = client
+            .get_actor_state(GetActorStateRequest {
+                actor_type: COUNTER_TYPE.into(),
+                actor_id: "c-1".into(),
+                key: REMINDED_KEY.into(),
+            })
+            .await?
+            .into_inner();
+        if !state.data.is_empty() {
+            return Ok(true);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(false)
 }
 
 fn spec(args: &DemoArgs) -> LoadSpec {
