@@ -97,13 +97,14 @@ PY="$VENV/bin/python"
 PORT="$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 ADDR="127.0.0.1:$PORT"
 
-start_gateway() { # start_gateway [TOKEN]
+start_gateway() { # start_gateway [TOKEN [EXTRA_FLAG...]]
   # Without TOKEN the gateway runs unauthenticated: the SDK cannot send a token on its
   # actor stream (see README), so that is the only mode in which it can be served.
   local token_env=(-u DAPR_API_TOKEN)
   [[ -n "${1:-}" ]] && token_env=(DAPR_API_TOKEN="$1")
+  shift || true
   env -u DAPR_GRPC_PORT "${token_env[@]}" RUST_LOG="${RUST_LOG:-info}" \
-    "$BIN" serve --listen "$ADDR" --app-id "$APP_ID" >>"$LOG_DIR/gateway.log" 2>&1 &
+    "$BIN" serve --listen "$ADDR" --app-id "$APP_ID" "$@" >>"$LOG_DIR/gateway.log" 2>&1 &
   GATEWAY_PID=$!
 }
 
@@ -119,12 +120,12 @@ wait_for_port() {
 }
 
 # ---- app ---------------------------------------------------------------------------------
-start_app() { # start_app LOGNAME [TOKEN]
+start_app() { # start_app LOGNAME [TOKEN [SCRIPT]]
   # The SDK finds the sidecar the way it would under `dapr run`: DAPR_RUNTIME_HOST/DAPR_GRPC_PORT.
   local token_env=(-u DAPR_API_TOKEN)
   [[ -n "${2:-}" ]] && token_env=(DAPR_API_TOKEN="$2")
   env -u DAPR_GRPC_ENDPOINT "${token_env[@]}" DAPR_RUNTIME_HOST=127.0.0.1 DAPR_GRPC_PORT="$PORT" \
-    PYTHONUNBUFFERED=1 "$PY" "$INTEROP/app.py" >>"$LOG_DIR/$1.log" 2>&1 &
+    PYTHONUNBUFFERED=1 "$PY" "$INTEROP/${3:-app.py}" >>"$LOG_DIR/$1.log" 2>&1 &
   APP_PID=$!
 }
 
@@ -152,6 +153,24 @@ run_caller() { # run_caller ARGS...
   done <<<"$out"
   if ((rc != 0)) && ! grep -q '^FAIL ' <<<"$out"; then
     record fail "caller $*" "exited with status $rc without reporting a check"
+  fi
+}
+
+# Runs runtime_caller.py checks (against runtime_app.py); counted like caller.py's, notes shown.
+run_runtime_caller() { # run_runtime_caller APP_LOGNAME CHECK...
+  local out rc=0 line app_log="$LOG_DIR/$1.log"
+  shift
+  out="$(timeout 90 "$PY" "$INTEROP/runtime_caller.py" --addr "$ADDR" --app-log "$app_log" \
+    --idle-timeout "$RUNTIME_IDLE_TIMEOUT" --scan-interval 1 "$@" 2>>"$LOG_DIR/runtime_caller.log")" || rc=$?
+  while IFS= read -r line; do
+    case "$line" in
+      "PASS "*) passed=$((passed + 1)); echo "$line" ;;
+      "FAIL "*) failed=$((failed + 1)); echo "$line" ;;
+      ?*) echo "$line" ;;
+    esac
+  done <<<"$out"
+  if ((rc != 0)) && ! grep -q '^FAIL ' <<<"$out"; then
+    record fail "runtime-caller $*" "exited with status $rc without reporting a check (see runtime_caller.log)"
   fi
 }
 
@@ -246,3 +265,23 @@ else
   record fail sdk-stream-without-token-refused "app exited $app_rc without UNAUTHENTICATED (see app-token.log)"
 fi
 stop_pid "$APP_PID"; APP_PID=""
+
+# 5. The actor runtime (SPEC §8): a fresh gateway with state in memory and a 1 s idle scan,
+#    and runtime_app.py, whose CounterActor registers a short idle timeout and uses state,
+#    timers and reminders through the SDK's own client. The order of the checks matters:
+#    deactivation waits for every actor invoked before it to idle out.
+stop_pid "$GATEWAY_PID"; GATEWAY_PID=""
+RUNTIME_IDLE_TIMEOUT=3
+start_gateway "" --in-memory --idle-scan-interval 1s
+if wait_for_port; then record pass gateway-listens/runtime; else record fail gateway-listens/runtime "no listener on $ADDR"; exit 1; fi
+export INTEROP_IDLE_TIMEOUT="$RUNTIME_IDLE_TIMEOUT"  # runtime_app.py registers it
+start_app runtime-app "" runtime_app.py
+if wait_for_app runtime-app; then
+  record pass runtime-app-registers
+  run_runtime_caller runtime-app state-counter metadata-count turns deactivation \
+    state-after-deactivation timer reminder
+else
+  record fail runtime-app-registers "runtime_app.py never acknowledged (see runtime-app.log)"
+fi
+stop_pid "$APP_PID"; APP_PID=""
+stop_pid "$GATEWAY_PID"; GATEWAY_PID=""
