@@ -18,7 +18,7 @@ use log::info;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use crate::clip::ClippedList;
+use crate::clip::{Clipped, ClippedList};
 use crate::config::RegistrationConfig;
 pub use crate::connection::Inbound;
 use crate::connection::{
@@ -311,8 +311,11 @@ impl Handler<Close> for ManagerActor {
         if self.table.is_some() {
             self.tell_table_closed(&entry.config);
         }
+        match &msg.cause {
+            Some(cause) => info!("{}: closed ({})", msg.id, Clipped(cause)),
+            None => info!("{}: closed", msg.id),
+        }
         let cause = Arc::from(msg.cause.as_deref().unwrap_or(DISCONNECTED));
-        info!("{}: closed ({cause})", msg.id);
         entry.addr.do_send(Stop { cause });
     }
 }
