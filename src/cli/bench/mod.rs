@@ -1,10 +1,11 @@
 //! `callbackstream bench`: what a callback through the gateway costs, in
 //! throughput, latency, CPU per call and memory per app stream.
 //!
-//! Three modes, one per file: `load` (the default: echo apps, C callers, a
+//! Four modes, one per file: `load` (the default: echo apps, C callers, a
 //! timed run, optionally beside a unary-echo baseline), `idle` (`--idle
-//! N`: N idle app streams and the gateway's memory) and `actors` (`--actors
-//! N`: N actors activated through the runtime, their rate and memory); `apps` runs the echo
+//! N`: N idle app streams and the gateway's memory), `actors` (`--actors
+//! N`: N actors activated through the runtime, their rate and memory) and
+//! `timers` (`--timers N`: fire lateness, missed and duplicate fires); `apps` runs the echo
 //! apps both modes open, on a thread of their own; `child` starts the
 //! separate gateway process the idle mode measures. This file holds the
 //! arguments and what both modes share: connecting, and the progress line.
@@ -18,6 +19,7 @@ mod apps;
 mod child;
 mod idle;
 mod load;
+mod timers;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -91,6 +93,19 @@ pub struct BenchArgs {
         "baseline", "apps", "duration", "warmup", "payload", "actor_ids", "idle", "addr", "relay_only",
     ])]
     actors: Option<usize>,
+    /// Instead of load: register N timers, one per actor, on an in-process
+    /// gateway, and report their fire lateness, missed and duplicate fires
+    /// over --duration, and the gateway's CPU.
+    #[arg(long, value_name = "N", conflicts_with_all = [
+        "baseline", "apps", "payload", "actor_ids", "idle", "addr", "relay_only", "actors",
+    ])]
+    timers: Option<usize>,
+    /// With --timers: how long after registration each timer first fires.
+    #[arg(long, default_value = "1s", value_parser = duration, requires = "timers")]
+    timer_due: Duration,
+    /// With --timers: the period between fires.
+    #[arg(long, default_value = "1s", value_parser = duration, requires = "timers")]
+    timer_period: Duration,
     /// With --idle: open every stream on one HTTP/2 connection.
     #[arg(long, requires = "idle")]
     shared_connection: bool,
@@ -120,10 +135,11 @@ enum Baseline {
 pub async fn run(args: BenchArgs) -> CliResult {
     quiet_logs();
     let bench = async {
-        match (args.idle, args.actors) {
-            (Some(streams), _) => idle::run(&args, streams).await,
-            (None, Some(actors)) => actors::run(&args, actors).await,
-            (None, None) => load::run(&args).await,
+        match (args.idle, args.actors, args.timers) {
+            (Some(streams), _, _) => idle::run(&args, streams).await,
+            (None, Some(actors), _) => actors::run(&args, actors).await,
+            (None, None, Some(timers)) => timers::run(&args, timers).await,
+            (None, None, None) => load::run(&args).await,
         }
     };
     tokio::select! {
