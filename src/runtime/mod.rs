@@ -5,14 +5,18 @@
 //!   D1-D3); a [`table::Turn`] is the right to call the app for one actor;
 //! - [`state::ActorState`] keeps actor state in a [`crate::store::Store`]
 //!   (ST1-ST3);
-//! - [`schedule`] and [`data`] are what timers and reminders are made of;
+//! - [`jobs::Jobs`] fires timers and reminders (TM1-TM3, RM1-RM5), waiting
+//!   in a [`scheduler::DeadlineQueue`]; [`schedule`] and [`data`] are what
+//!   they are made of;
 //! - [`clock::Clock`] is the one wall clock, tied to tokio's.
 //!
 //! [`Runtime`] is the handle the front door holds. See docs/architecture.md.
 
 pub mod clock;
 pub mod data;
+pub mod jobs;
 pub mod schedule;
+pub mod scheduler;
 pub mod state;
 pub mod table;
 
@@ -25,8 +29,10 @@ use tokio::time::Instant;
 
 use crate::error::Error;
 use crate::manager::{ManagerActor, StartTable};
-use crate::store::Store;
+use crate::store::{Store, StoreError};
+use crate::transport::Transport;
 use clock::Clock;
+use jobs::Jobs;
 use state::ActorState;
 use table::{Acquire, ActorKey, ActorTable, CountActive, IsActive, Turn};
 
@@ -50,6 +56,17 @@ impl Default for RuntimeOptions {
 pub struct Runtime {
     table: Addr<ActorTable>,
     state: ActorState,
+    jobs: Jobs,
+}
+
+/// Why the runtime did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Runtime(#[from] Error),
+    /// The stored reminders could not be read back (P3).
+    #[error("loading reminders: {0}")]
+    Store(#[from] StoreError),
 }
 
 impl Runtime {
@@ -58,16 +75,21 @@ impl Runtime {
         manager: &Addr<ManagerActor>,
         store: Arc<dyn Store>,
         options: RuntimeOptions,
-    ) -> Result<Self, Error> {
+    ) -> Result<Self, StartError> {
         let table = manager
             .send(StartTable {
                 idle_scan: options.idle_scan_interval,
             })
             .await
             .map_err(|_| Error::ShuttingDown)?;
+        // One clock for state expiry and schedules.
+        let clock = Clock::new();
+        let transport = Transport::new(manager.clone());
+        let jobs = Jobs::start(table.clone(), transport, store.clone(), clock).await?;
         Ok(Runtime {
             table,
-            state: ActorState::new(store, Clock::new()),
+            state: ActorState::new(store, clock),
+            jobs,
         })
     }
 
@@ -80,22 +102,7 @@ impl Runtime {
         chain: Option<String>,
         deadline: Option<Instant>,
     ) -> Result<Turn, Error> {
-        let waiting = async {
-            let ticket = self
-                .table
-                .send(Acquire { key, chain })
-                .await
-                .map_err(|_| Error::ShuttingDown)??;
-            // The ticket drops unanswered when the actor's type loses its
-            // last host (D3).
-            ticket.await.map_err(|_| Error::disconnected())
-        };
-        match deadline {
-            Some(at) => tokio::time::timeout_at(at, waiting)
-                .await
-                .map_err(|_| Error::DeadlineExceeded)?,
-            None => waiting.await,
-        }
+        take_turn(&self.table, key, chain, deadline).await
     }
 
     /// Whether an actor is active (ST2).
@@ -116,5 +123,34 @@ impl Runtime {
 
     pub fn state(&self) -> &ActorState {
         &self.state
+    }
+
+    /// Timers and reminders.
+    pub fn jobs(&self) -> &Jobs {
+        &self.jobs
+    }
+}
+
+/// [`Runtime::turn`], for the runtime's own callers (fires) too.
+async fn take_turn(
+    table: &Addr<ActorTable>,
+    key: ActorKey,
+    chain: Option<String>,
+    deadline: Option<Instant>,
+) -> Result<Turn, Error> {
+    let waiting = async {
+        let ticket = table
+            .send(Acquire { key, chain })
+            .await
+            .map_err(|_| Error::ShuttingDown)??;
+        // The ticket drops unanswered when the actor's type loses its
+        // last host (D3).
+        ticket.await.map_err(|_| Error::disconnected())
+    };
+    match deadline {
+        Some(at) => tokio::time::timeout_at(at, waiting)
+            .await
+            .map_err(|_| Error::DeadlineExceeded)?,
+        None => waiting.await,
     }
 }

@@ -97,6 +97,9 @@ pub struct ActorTable {
     /// Numbers each row, so a turn of a row that is gone (deactivated,
     /// dropped with its type) cannot release a newer row of the same actor.
     next_incarnation: u64,
+    /// Told when an actor leaves the table and when types come and go: the
+    /// runtime's timers and reminders (D2, D3, RM5). See [`Watch`].
+    watcher: Option<Recipient<TableEvent>>,
 }
 
 struct Active {
@@ -132,6 +135,13 @@ impl ActorTable {
             hosted: HashMap::new(),
             counts: HashMap::new(),
             next_incarnation: 0,
+            watcher: None,
+        }
+    }
+
+    fn tell(&self, event: TableEvent) {
+        if let Some(watcher) = &self.watcher {
+            watcher.do_send(event);
         }
     }
 
@@ -155,9 +165,12 @@ impl ActorTable {
         self.actors.get_mut(key).expect("inserted above")
     }
 
-    /// Removes a row; its waiters' tickets drop, which tells them.
+    /// Removes a row; its waiters' tickets drop, which tells them. Every
+    /// way out of the table (D2, D3) passes here, so the watcher hears of
+    /// each.
     fn remove(&mut self, key: &ActorKey) -> Option<Active> {
         let row = self.actors.remove(key)?;
+        self.tell(TableEvent::ActorGone(key.clone()));
         if let Some(n) = self.counts.get_mut(&key.actor_type) {
             *n -= 1;
             if *n == 0 {
@@ -428,6 +441,10 @@ impl Handler<HostingChanged> for ActorTable {
     type Result = ();
 
     fn handle(&mut self, msg: HostingChanged, _: &mut Self::Context) {
+        self.tell(TableEvent::Hosting {
+            hosted: msg.hosted.iter().map(|(t, _)| t.clone()).collect(),
+            unhosted: msg.unhosted.clone(),
+        });
         self.hosted.extend(msg.hosted);
         if msg.unhosted.is_empty() {
             return;
@@ -478,5 +495,55 @@ impl Handler<IsActive> for ActorTable {
 
     fn handle(&mut self, msg: IsActive, _: &mut Self::Context) -> bool {
         self.actors.contains_key(&msg.0)
+    }
+}
+
+/// What the table tells its watcher.
+#[derive(Message, Debug, Clone, PartialEq, Eq)]
+#[rtype(result = "()")]
+pub enum TableEvent {
+    /// The actor left the table: deactivated (D2) or dropped with its type
+    /// (D3).
+    ActorGone(ActorKey),
+    /// These types are hosted now (perhaps again), these no longer are.
+    Hosting {
+        hosted: Vec<String>,
+        unhosted: Vec<String>,
+    },
+}
+
+/// Makes the recipient the table's one watcher, which is first told every type hosted
+/// now. The watcher subscribes (rather than being given to the table at its
+/// start) so that the table and the manager that starts it need not know
+/// what watches; events pass through the table, so the watcher sees them in
+/// the table's own order.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Watch(pub Recipient<TableEvent>);
+
+impl Handler<Watch> for ActorTable {
+    type Result = ();
+
+    fn handle(&mut self, msg: Watch, _: &mut Self::Context) {
+        self.watcher = Some(msg.0);
+        self.tell(TableEvent::Hosting {
+            hosted: self.hosted.keys().cloned().collect(),
+            unhosted: Vec::new(),
+        });
+    }
+}
+
+/// Whether a live stream hosts the type (TM1, RM2). Asked of the table, not
+/// of its watcher: the manager tells the table before it answers a stream's
+/// registration, so a question that comes after that answer sees the type.
+#[derive(Message)]
+#[rtype(result = "bool")]
+pub struct IsHosted(pub String);
+
+impl Handler<IsHosted> for ActorTable {
+    type Result = bool;
+
+    fn handle(&mut self, msg: IsHosted, _: &mut Self::Context) -> bool {
+        self.hosted.contains_key(&msg.0)
     }
 }

@@ -131,10 +131,16 @@ pub async fn metadata(
 /// SPEC F1. Type and id end up in URLs and state keys on the app side, so the
 /// characters that would change their meaning there are refused.
 fn check_request(r: &InvokeActorRequest) -> Result<(), Status> {
-    check_name("actor_type", &r.actor_type, &['/', '\\', '#', '?'])?;
-    check_name("actor_id", &r.actor_id, &['/', '\\', '#', '?'])?;
-    check_name("method", &r.method, &['#', '?'])?;
-    if r.actor_type == "." || r.actor_type == ".." || r.actor_id == "." || r.actor_id == ".." {
+    check_actor(&r.actor_type, &r.actor_id)?;
+    check_name("method", &r.method, &['#', '?'])
+}
+
+/// F1's rules for an actor's type and id, which every runtime RPC naming an
+/// actor applies too.
+pub(crate) fn check_actor(actor_type: &str, actor_id: &str) -> Result<(), Status> {
+    check_name("actor_type", actor_type, &['/', '\\', '#', '?'])?;
+    check_name("actor_id", actor_id, &['/', '\\', '#', '?'])?;
+    if actor_type == "." || actor_type == ".." || actor_id == "." || actor_id == ".." {
         return Err(Status::invalid_argument(
             "actor_type and actor_id must not be \".\" or \"..\"",
         ));
@@ -142,7 +148,9 @@ fn check_request(r: &InvokeActorRequest) -> Result<(), Status> {
     Ok(())
 }
 
-fn check_name(field: &str, value: &str, forbidden: &[char]) -> Result<(), Status> {
+/// Refuses an empty `value`, and one holding a control character or one of
+/// `forbidden`.
+pub(crate) fn check_name(field: &str, value: &str, forbidden: &[char]) -> Result<(), Status> {
     if value.is_empty() {
         return Err(Status::invalid_argument(format!(
             "{field} must not be empty"

@@ -2,10 +2,12 @@
 //! the front door, mountable in any tonic server.
 //!
 //! The impl here is deliberately thin: each RPC hands over to the module that
-//! owns its behaviour (`stream`, `front_door`); RPCs we do not serve answer
+//! owns its behaviour (`stream`, `front_door`, `actor_state`,
+//! `actor_timers`); RPCs we do not serve answer
 //! UNIMPLEMENTED through tonic's generated router.
 
 pub mod actor_state;
+pub mod actor_timers;
 pub mod auth;
 pub mod front_door;
 pub mod oversize;
@@ -158,48 +160,39 @@ impl Dapr for DaprService {
         .map(Response::new)
     }
 
-    // The actor runtime's RPCs (SPEC §8): declared, not served until it lands.
     async fn register_actor_timer(
         &self,
-        _: Request<RegisterActorTimerRequest>,
+        request: Request<RegisterActorTimerRequest>,
     ) -> Result<Response<()>, Status> {
-        Err(Status::unimplemented(
-            "RegisterActorTimer is not served yet",
-        ))
+        actor_timers::register_timer(self.runtime()?, request.into_inner()).await
     }
 
     async fn unregister_actor_timer(
         &self,
-        _: Request<UnregisterActorTimerRequest>,
+        request: Request<UnregisterActorTimerRequest>,
     ) -> Result<Response<()>, Status> {
-        Err(Status::unimplemented(
-            "UnregisterActorTimer is not served yet",
-        ))
+        actor_timers::unregister_timer(self.runtime()?, request.into_inner()).await
     }
 
     async fn register_actor_reminder(
         &self,
-        _: Request<RegisterActorReminderRequest>,
+        request: Request<RegisterActorReminderRequest>,
     ) -> Result<Response<()>, Status> {
-        Err(Status::unimplemented(
-            "RegisterActorReminder is not served yet",
-        ))
+        actor_timers::register_reminder(self.runtime()?, request.into_inner()).await
     }
 
     async fn unregister_actor_reminder(
         &self,
-        _: Request<UnregisterActorReminderRequest>,
+        request: Request<UnregisterActorReminderRequest>,
     ) -> Result<Response<()>, Status> {
-        Err(Status::unimplemented(
-            "UnregisterActorReminder is not served yet",
-        ))
+        actor_timers::unregister_reminder(self.runtime()?, request.into_inner()).await
     }
 
     async fn get_actor_reminder(
         &self,
-        _: Request<GetActorReminderRequest>,
+        request: Request<GetActorReminderRequest>,
     ) -> Result<Response<GetActorReminderResponse>, Status> {
-        Err(Status::unimplemented("GetActorReminder is not served yet"))
+        actor_timers::get_reminder(self.runtime()?, request.into_inner()).await
     }
 
     async fn get_actor_state(

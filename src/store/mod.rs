@@ -52,6 +52,8 @@ pub mod namespace {
     pub const STATE: u8 = b's';
     /// Actor state expiry records (`runtime::state`).
     pub const STATE_EXPIRY: u8 = b'x';
+    /// Reminders (`runtime::jobs::reminder`).
+    pub const REMINDER: u8 = b'r';
 }
 
 /// A key and its value, as a scan returns them.

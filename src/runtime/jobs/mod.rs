@@ -1,0 +1,692 @@
+//! Timers and reminders (SPEC TM1-TM3, RM1-RM5, the timer parts of D2/D3):
+//! one actix actor, [`JobsActor`], owns every timer and reminder, the one
+//! [`DeadlineQueue`] they wait in and the one wake-up for its head; [`Jobs`]
+//! is the handle the RPCs use.
+//!
+//! Timers and reminders share the queue, the wake-up and the fire path, so
+//! one actor owns both; what differs lives in [`timer`] (memory only) and
+//! [`reminder`] (the store, [`policy`]).
+//!
+//! # The life of a fire
+//!
+//! The wake-up pops the due jobs. Each fire runs on a task of its own: it
+//! takes the actor's turn from the table (activating the actor, D1; queued
+//! FIFO behind invokes, T1), sends `timer_request` / `reminder_request`,
+//! drops the turn once the app has answered, and reports back. Only then is
+//! the job put back in the queue, at `Schedule::after_fire(now)`: while a
+//! fire is out its job is in no queue, so fires of one job never overlap
+//! (TM3). Every registration carries a generation; a report for a job that
+//! was replaced or removed meanwhile is ignored.
+//!
+//! # Parking (RM5)
+//!
+//! The table tells this actor which types are hosted ([`TableEvent`], via
+//! [`Watch`]: subscribed to, so neither the table nor the manager knows of
+//! timers). A reminder that falls due while nobody hosts its type is parked
+//! under its type, out of the queue; when a stream hosting the type
+//! registers, its parked reminders are queued for now and fire once. A
+//! timer's type unhosted removes the type's timers (D3).
+
+pub mod error;
+pub mod policy;
+pub mod reminder;
+pub mod timer;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use log::warn;
+use tokio::time::Instant;
+
+use super::clock::Clock;
+use super::data;
+use super::schedule::Schedule;
+use super::scheduler::DeadlineQueue;
+use super::table::{ActorKey, ActorTable, IsHosted, TableEvent, Watch};
+use crate::clip::Clipped;
+use crate::error::Error;
+use crate::store::{Batch, Store, StoreError};
+use crate::transport::{FireOutcome, ReminderRequest, TimerRequest, Transport};
+pub use error::JobError;
+pub use policy::FailurePolicy;
+pub use reminder::Reminder;
+pub use timer::Timer;
+
+/// How long one fire may take, waiting for the actor's turn included. A fire
+/// past it has failed (logged for a timer, the failure policy for a
+/// reminder), and the job goes on.
+pub const FIRE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// One timer or reminder: the actor and the name it was registered under.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct JobId {
+    pub actor: ActorKey,
+    pub name: String,
+}
+
+impl JobId {
+    pub fn new(actor_type: impl Into<String>, actor_id: impl Into<String>, name: &str) -> Self {
+        JobId {
+            actor: ActorKey::new(actor_type, actor_id),
+            name: name.to_owned(),
+        }
+    }
+}
+
+/// A RegisterActorTimer, its names already checked.
+#[derive(Debug, Clone, Default)]
+pub struct TimerSpec {
+    pub due_time: String,
+    pub period: String,
+    pub ttl: String,
+    pub callback: String,
+    pub data: Vec<u8>,
+}
+
+/// A RegisterActorReminder, its names already checked.
+#[derive(Debug, Clone, Default)]
+pub struct ReminderSpec {
+    pub due_time: String,
+    pub period: String,
+    pub ttl: String,
+    pub data: Vec<u8>,
+    /// False: refuse to replace an existing reminder (RM2).
+    pub overwrite: bool,
+    pub policy: FailurePolicy,
+}
+
+/// The handle on the runtime's timers and reminders. Cheap to clone.
+#[derive(Clone)]
+pub struct Jobs {
+    actor: Addr<JobsActor>,
+    table: Addr<ActorTable>,
+    clock: Clock,
+}
+
+impl Jobs {
+    /// Loads the stored reminders and starts the actor on this arbiter.
+    pub async fn start(
+        table: Addr<ActorTable>,
+        transport: Transport,
+        store: Arc<dyn Store>,
+        clock: Clock,
+    ) -> Result<Jobs, StoreError> {
+        let stored = reminder::load_all(store.as_ref()).await?;
+        let actor = JobsActor {
+            table: table.clone(),
+            transport,
+            store,
+            clock,
+            queue: DeadlineQueue::new(),
+            wake: None,
+            timers: HashMap::new(),
+            reminders: HashMap::new(),
+            hosted: HashSet::new(),
+            parked: HashMap::new(),
+            next_generation: 0,
+        };
+        let actor = JobsActor::create(move |ctx| {
+            let mut actor = actor;
+            for (id, r) in stored {
+                actor.put_reminder(id, r, ctx);
+            }
+            actor
+        });
+        table.do_send(Watch(actor.clone().recipient()));
+        Ok(Jobs {
+            actor,
+            table,
+            clock,
+        })
+    }
+
+    /// RegisterActorTimer (TM1, TM2): replaces a timer of the same name.
+    pub async fn register_timer(&self, id: JobId, spec: TimerSpec) -> Result<(), JobError> {
+        if !self.hosted(&id).await? {
+            return Err(JobError::TimerCreate(format!(
+                "actor type {} not registered",
+                id.actor.actor_type
+            )));
+        }
+        let schedule = Schedule::timer(&spec.due_time, &spec.period, &spec.ttl, self.clock.now())
+            .map_err(|e| JobError::TimerCreate(e.to_string()))?;
+        let timer = Timer {
+            schedule,
+            callback: spec.callback,
+            data: data::encode(&spec.data),
+        };
+        self.ask(AddTimer { id, timer }).await
+    }
+
+    /// UnregisterActorTimer: idempotent, whoever hosts the type.
+    pub async fn unregister_timer(&self, id: JobId) -> Result<(), JobError> {
+        self.ask(RemoveTimer(id)).await
+    }
+
+    /// RegisterActorReminder (RM1, RM2, RM4): answers once the store has it.
+    pub async fn register_reminder(&self, id: JobId, spec: ReminderSpec) -> Result<(), JobError> {
+        self.check_hosted(&id).await?;
+        let schedule =
+            Schedule::reminder(&spec.due_time, &spec.period, &spec.ttl, self.clock.now())
+                .map_err(|e| JobError::ReminderCreate(e.to_string()))?;
+        let reminder = Reminder {
+            schedule,
+            data: spec.data,
+            policy: spec.policy,
+        };
+        let add = AddReminder {
+            id,
+            reminder,
+            overwrite: spec.overwrite,
+        };
+        self.ask(add).await?.await
+    }
+
+    /// UnregisterActorReminder (RM3): a missing name is OK.
+    pub async fn unregister_reminder(&self, id: JobId) -> Result<(), JobError> {
+        self.check_hosted(&id).await?;
+        self.ask(RemoveReminder(id)).await?.await
+    }
+
+    /// GetActorReminder (RM3).
+    pub async fn get_reminder(&self, id: JobId) -> Result<Reminder, JobError> {
+        self.check_hosted(&id).await?;
+        let name = id.name.clone();
+        self.ask(GetReminder(id))
+            .await?
+            .ok_or(JobError::ReminderNotFound(name))
+    }
+
+    async fn hosted(&self, id: &JobId) -> Result<bool, JobError> {
+        let ask = IsHosted(id.actor.actor_type.clone());
+        self.table
+            .send(ask)
+            .await
+            .map_err(|_| JobError::ShuttingDown)
+    }
+
+    /// RM2: reminders exist only for hosted types.
+    async fn check_hosted(&self, id: &JobId) -> Result<(), JobError> {
+        match self.hosted(id).await? {
+            true => Ok(()),
+            false => Err(JobError::NotHosted),
+        }
+    }
+
+    async fn ask<M>(&self, msg: M) -> Result<M::Result, JobError>
+    where
+        M: Message + Send + 'static,
+        M::Result: Send,
+        JobsActor: Handler<M>,
+    {
+        self.actor
+            .send(msg)
+            .await
+            .map_err(|_| JobError::ShuttingDown)
+    }
+}
+
+/// What the queue holds.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Job {
+    Timer(JobId),
+    Reminder(JobId),
+}
+
+/// The owner of every timer and reminder; see the module doc.
+pub struct JobsActor {
+    table: Addr<ActorTable>,
+    transport: Transport,
+    store: Arc<dyn Store>,
+    clock: Clock,
+    queue: DeadlineQueue<Job>,
+    /// The one pending wake-up, for the queue's head, and when it is.
+    wake: Option<(Instant, SpawnHandle)>,
+    /// Per actor, so that an actor's timers go with it (D2, D3) at once.
+    timers: HashMap<ActorKey, HashMap<String, Live<Timer>>>,
+    /// Every reminder, as stored; the store is written first.
+    reminders: HashMap<JobId, Live<Reminder>>,
+    /// Types a live stream hosts, as the table last said.
+    hosted: HashSet<String>,
+    /// Reminders due while nobody hosted their type (RM5), per type, with
+    /// the generation they fell due in.
+    parked: HashMap<String, Vec<(JobId, u64)>>,
+    next_generation: u64,
+}
+
+/// A registered job and its registration's generation.
+struct Live<T> {
+    job: T,
+    generation: u64,
+    /// Failed fires of the current tick (reminders' RM4).
+    failures: u32,
+}
+
+impl JobsActor {
+    fn live<T>(&mut self, job: T) -> Live<T> {
+        self.next_generation += 1;
+        Live {
+            job,
+            generation: self.next_generation,
+            failures: 0,
+        }
+    }
+
+    /// Re-arms the one wake-up when the queue's head changed.
+    fn rearm(&mut self, ctx: &mut Context<Self>) {
+        let next = self.queue.next_deadline();
+        if self.wake.as_ref().map(|(at, _)| *at) == next {
+            return;
+        }
+        if let Some((_, handle)) = self.wake.take() {
+            ctx.cancel_future(handle);
+        }
+        if let Some(at) = next {
+            let wait = at.saturating_duration_since(Instant::now());
+            let handle = ctx.run_later(wait, |this, ctx| {
+                this.wake = None;
+                this.fire_due(ctx);
+            });
+            self.wake = Some((at, handle));
+        }
+    }
+
+    fn enqueue(&mut self, job: Job, due: std::time::SystemTime, ctx: &mut Context<Self>) {
+        let at = self.clock.instant_at(due);
+        self.queue.insert(job, at);
+        self.rearm(ctx);
+    }
+
+    fn fire_due(&mut self, ctx: &mut Context<Self>) {
+        let now = Instant::now();
+        while let Some(job) = self.queue.pop_due(now) {
+            match job {
+                Job::Timer(id) => self.fire_timer(id, ctx),
+                Job::Reminder(id) => self.fire_reminder(id, ctx),
+            }
+        }
+        self.rearm(ctx);
+    }
+
+    fn timer(&mut self, id: &JobId) -> Option<&mut Live<Timer>> {
+        self.timers.get_mut(&id.actor)?.get_mut(&id.name)
+    }
+
+    fn remove_timer(&mut self, id: &JobId) {
+        if let Some(named) = self.timers.get_mut(&id.actor) {
+            named.remove(&id.name);
+            if named.is_empty() {
+                self.timers.remove(&id.actor);
+            }
+        }
+        self.queue.remove(&Job::Timer(id.clone()));
+    }
+
+    /// D2, D3: an actor's timers go with it.
+    fn remove_actor_timers(&mut self, actor: &ActorKey) {
+        for (name, _) in self.timers.remove(actor).unwrap_or_default() {
+            let id = JobId {
+                actor: actor.clone(),
+                name,
+            };
+            self.queue.remove(&Job::Timer(id));
+        }
+    }
+
+    fn fire_timer(&mut self, id: JobId, ctx: &mut Context<Self>) {
+        if !self.hosted.contains(&id.actor.actor_type) {
+            self.remove_timer(&id); // D3: its type went while it waited
+            return;
+        }
+        let Some(live) = self.timer(&id) else {
+            return;
+        };
+        let (request, generation) = (live.job.request(&id), live.generation);
+        let fire = Fire::Timer(request);
+        self.spawn_fire(id.actor.clone(), fire, ctx, move |this, outcome, ctx| {
+            this.timer_fired(id, generation, outcome, ctx)
+        });
+    }
+
+    fn timer_fired(
+        &mut self,
+        id: JobId,
+        generation: u64,
+        outcome: Result<FireOutcome, Error>,
+        ctx: &mut Context<Self>,
+    ) {
+        let now = self.clock.now();
+        let Some(live) = self.timer(&id).filter(|l| l.generation == generation) else {
+            return; // replaced or removed while it fired
+        };
+        match outcome {
+            Ok(FireOutcome::Continue) => {}
+            Ok(FireOutcome::Cancel) => return self.remove_timer(&id),
+            // TM3: logged, and the timer goes on.
+            Err(e) => warn!("timer {} failed: {}", Named(&id), Clipped(&e.to_string())),
+        }
+        match live.job.schedule.clone().after_fire(now) {
+            Some(next) => {
+                let due = next.due();
+                live.job.schedule = next;
+                self.enqueue(Job::Timer(id), due, ctx);
+            }
+            None => self.remove_timer(&id),
+        }
+    }
+
+    /// Keeps `reminder` in memory and queues it; the store is the caller's.
+    fn put_reminder(&mut self, id: JobId, reminder: Reminder, ctx: &mut Context<Self>) -> u64 {
+        let due = reminder.schedule.due();
+        let live = self.live(reminder);
+        let generation = live.generation;
+        self.reminders.insert(id.clone(), live);
+        self.enqueue(Job::Reminder(id), due, ctx);
+        generation
+    }
+
+    /// Forgets a reminder and deletes it from the store; the commit is
+    /// handed over before this returns, so it is ordered after earlier
+    /// writes of the same reminder.
+    fn delete_reminder(
+        &mut self,
+        id: &JobId,
+    ) -> futures::future::BoxFuture<'static, Result<(), StoreError>> {
+        self.reminders.remove(id);
+        self.queue.remove(&Job::Reminder(id.clone()));
+        let mut batch = Batch::new();
+        batch.delete(reminder::key(id));
+        self.store.commit(batch)
+    }
+
+    fn fire_reminder(&mut self, id: JobId, ctx: &mut Context<Self>) {
+        let hosted = self.hosted.contains(&id.actor.actor_type);
+        let Some(live) = self.reminders.get(&id) else {
+            return;
+        };
+        let generation = live.generation;
+        if !hosted {
+            let parked = self.parked.entry(id.actor.actor_type.clone()).or_default();
+            parked.push((id, generation));
+            return;
+        }
+        let fire = Fire::Reminder(live.job.request(&id));
+        self.spawn_fire(id.actor.clone(), fire, ctx, move |this, outcome, ctx| {
+            this.reminder_fired(id, generation, outcome, ctx)
+        });
+    }
+
+    fn reminder_fired(
+        &mut self,
+        id: JobId,
+        generation: u64,
+        outcome: Result<FireOutcome, Error>,
+        ctx: &mut Context<Self>,
+    ) {
+        let now = self.clock.now();
+        let Some(live) = self
+            .reminders
+            .get_mut(&id)
+            .filter(|l| l.generation == generation)
+        else {
+            return; // replaced or removed while it fired
+        };
+        match outcome {
+            Ok(FireOutcome::Continue) => live.failures = 0,
+            // RM4: cancel deletes it.
+            Ok(FireOutcome::Cancel) => return log_failed_write(self.delete_reminder(&id)),
+            // RM4: any failure, the app's NOT_FOUND included, counts.
+            Err(e) => {
+                warn!(
+                    "reminder {} failed: {}",
+                    Named(&id),
+                    Clipped(&e.to_string())
+                );
+                if let Some(wait) = live.job.policy.retry_after(live.failures) {
+                    live.failures += 1;
+                    self.queue.insert(Job::Reminder(id), Instant::now() + wait);
+                    return self.rearm(ctx);
+                }
+                live.failures = 0;
+            }
+        }
+        match live.job.schedule.clone().after_fire(now) {
+            Some(next) => {
+                let due = next.due();
+                live.job.schedule = next;
+                let mut batch = Batch::new();
+                batch.put(reminder::key(&id), live.job.to_value());
+                log_failed_write(self.store.commit(batch));
+                self.enqueue(Job::Reminder(id), due, ctx);
+            }
+            None => log_failed_write(self.delete_reminder(&id)),
+        }
+    }
+
+    /// Runs one fire on a task of its own and hands its outcome to `done`
+    /// on this actor.
+    fn spawn_fire(
+        &mut self,
+        actor: ActorKey,
+        fire: Fire,
+        ctx: &mut Context<Self>,
+        done: impl FnOnce(&mut Self, Result<FireOutcome, Error>, &mut Context<Self>) + 'static,
+    ) {
+        let delivery = deliver(self.table.clone(), self.transport.clone(), actor, fire);
+        ctx.spawn(
+            delivery
+                .into_actor(self)
+                .map(move |outcome, this, ctx| done(this, outcome, ctx)),
+        );
+    }
+}
+
+/// A fire's message.
+enum Fire {
+    Timer(TimerRequest),
+    Reminder(ReminderRequest),
+}
+
+/// Takes the actor's turn, sends the fire, and gives the turn back once the
+/// app has answered (T1, D1, TM3).
+async fn deliver(
+    table: Addr<ActorTable>,
+    transport: Transport,
+    actor: ActorKey,
+    fire: Fire,
+) -> Result<FireOutcome, Error> {
+    let deadline = Instant::now() + FIRE_TIMEOUT;
+    let _turn = super::take_turn(&table, actor, None, Some(deadline)).await?;
+    match fire {
+        Fire::Timer(r) => transport.timer(r, Some(deadline)).await,
+        Fire::Reminder(r) => transport.reminder(r, Some(deadline)).await,
+    }
+}
+
+/// A store write nobody waits for (a reminder's progress): a failure is
+/// logged; the reminder in memory goes on, and after a restart resumes from
+/// the last write that succeeded.
+fn log_failed_write(commit: futures::future::BoxFuture<'static, Result<(), StoreError>>) {
+    actix_rt::spawn(async move {
+        if let Err(e) = commit.await {
+            warn!("writing a reminder's progress: {e}");
+        }
+    });
+}
+
+/// A job's names, clipped for the log.
+struct Named<'a>(&'a JobId);
+
+impl std::fmt::Display for Named<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let JobId { actor, name } = self.0;
+        let (t, i) = (&actor.actor_type, &actor.actor_id);
+        write!(f, "{}/{}/{}", Clipped(t), Clipped(i), Clipped(name))
+    }
+}
+
+impl Actor for JobsActor {
+    type Context = Context<Self>;
+}
+
+impl Handler<TableEvent> for JobsActor {
+    type Result = ();
+
+    fn handle(&mut self, event: TableEvent, ctx: &mut Self::Context) {
+        match event {
+            TableEvent::ActorGone(actor) => self.remove_actor_timers(&actor),
+            TableEvent::Hosting { hosted, unhosted } => {
+                for t in unhosted {
+                    self.hosted.remove(&t);
+                    let gone: Vec<ActorKey> = self
+                        .timers
+                        .keys()
+                        .filter(|a| a.actor_type == t)
+                        .cloned()
+                        .collect();
+                    for actor in gone {
+                        self.remove_actor_timers(&actor);
+                    }
+                }
+                let now = Instant::now();
+                for t in hosted {
+                    // RM5: a parked reminder fires once, now.
+                    for (id, generation) in self.parked.remove(&t).unwrap_or_default() {
+                        let current = self.reminders.get(&id).map(|l| l.generation);
+                        if current == Some(generation) {
+                            self.queue.insert(Job::Reminder(id), now);
+                        }
+                    }
+                    self.hosted.insert(t);
+                }
+                self.rearm(ctx);
+            }
+        }
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct AddTimer {
+    id: JobId,
+    timer: Timer,
+}
+
+impl Handler<AddTimer> for JobsActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: AddTimer, ctx: &mut Self::Context) {
+        let due = msg.timer.schedule.due();
+        let live = self.live(msg.timer);
+        let named = self.timers.entry(msg.id.actor.clone()).or_default();
+        named.insert(msg.id.name.clone(), live);
+        self.enqueue(Job::Timer(msg.id), due, ctx);
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct RemoveTimer(JobId);
+
+impl Handler<RemoveTimer> for JobsActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: RemoveTimer, ctx: &mut Self::Context) {
+        self.remove_timer(&msg.0);
+        self.rearm(ctx);
+    }
+}
+
+/// A store commit handed over in the handler (so commits keep the order of
+/// the messages), awaited by the RPC.
+type Committing = futures::future::BoxFuture<'static, Result<(), JobError>>;
+
+#[derive(Message)]
+#[rtype(result = "Committing")]
+struct AddReminder {
+    id: JobId,
+    reminder: Reminder,
+    overwrite: bool,
+}
+
+impl Handler<AddReminder> for JobsActor {
+    type Result = MessageResult<AddReminder>;
+
+    fn handle(&mut self, msg: AddReminder, ctx: &mut Self::Context) -> Self::Result {
+        use futures::FutureExt;
+        let AddReminder {
+            id,
+            reminder,
+            overwrite,
+        } = msg;
+        if !overwrite && self.reminders.contains_key(&id) {
+            let exists = JobError::ReminderExists(id.name);
+            return MessageResult(futures::future::ready(Err(exists)).boxed());
+        }
+        let mut batch = Batch::new();
+        batch.put(reminder::key(&id), reminder.to_value());
+        let commit = self.store.commit(batch);
+        let generation = self.put_reminder(id.clone(), reminder, ctx);
+        let jobs = ctx.address();
+        MessageResult(
+            async move {
+                // Not in the store: not registered either.
+                commit.await.map_err(|e| {
+                    jobs.do_send(Forget { id, generation });
+                    JobError::Store(e)
+                })
+            }
+            .boxed(),
+        )
+    }
+}
+
+/// A reminder whose registration's commit failed leaves memory too.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Forget {
+    id: JobId,
+    generation: u64,
+}
+
+impl Handler<Forget> for JobsActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Forget, ctx: &mut Self::Context) {
+        let current = self.reminders.get(&msg.id).map(|l| l.generation);
+        if current == Some(msg.generation) {
+            self.reminders.remove(&msg.id);
+            self.queue.remove(&Job::Reminder(msg.id));
+            self.rearm(ctx);
+        }
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "Committing")]
+struct RemoveReminder(JobId);
+
+impl Handler<RemoveReminder> for JobsActor {
+    type Result = MessageResult<RemoveReminder>;
+
+    fn handle(&mut self, msg: RemoveReminder, ctx: &mut Self::Context) -> Self::Result {
+        use futures::FutureExt;
+        let commit = self.delete_reminder(&msg.0);
+        self.rearm(ctx);
+        MessageResult(async move { commit.await.map_err(JobError::Store) }.boxed())
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "Option<Reminder>")]
+struct GetReminder(JobId);
+
+impl Handler<GetReminder> for JobsActor {
+    type Result = Option<Reminder>;
+
+    fn handle(&mut self, msg: GetReminder, _: &mut Self::Context) -> Option<Reminder> {
+        self.reminders.get(&msg.0).map(|l| l.job.clone())
+    }
+}

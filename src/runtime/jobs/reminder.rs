@@ -1,0 +1,184 @@
+//! One reminder (RM1-RM4) and how it is kept in the store.
+//!
+//! # Layout
+//!
+//! ```text
+//! [REMINDER] len(type) type  len(id) id  name  ->  JSON of `Reminder`
+//! ```
+//!
+//! `len(x)` is a big-endian `u32` and the name runs to the end, so each
+//! (type, id, name) has exactly one key and a key reads back as exactly one
+//! (type, id, name) (see `state.rs` for the same scheme). The value is JSON,
+//! holding what a restarted gateway needs to carry on: the [`Schedule`]
+//! (which keeps the registered strings and how far it has got), the data,
+//! and the failure policy. The schedule is written again after every fire,
+//! once the app has answered, so a fire cut short by a crash is still due
+//! after the restart (RM5: at least once).
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde::{Deserialize, Serialize};
+
+use super::JobId;
+use super::policy::FailurePolicy;
+use crate::runtime::data;
+use crate::runtime::schedule::Schedule;
+use crate::runtime::table::ActorKey;
+use crate::store::{Store, StoreError, namespace};
+use crate::transport::ReminderRequest;
+
+/// Stored reminders read per page at start, bounding the memory one page
+/// takes whatever the store holds.
+const LOAD_PAGE: usize = 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reminder {
+    pub schedule: Schedule,
+    /// The registered bytes, as they came (base64 in the JSON).
+    #[serde(with = "base64_bytes")]
+    pub data: Vec<u8>,
+    pub policy: FailurePolicy,
+}
+
+impl Reminder {
+    /// The fire message: due time and period as registered (SPEC RM1), and
+    /// the data as daprd wraps it (facts §3).
+    pub fn request(&self, id: &JobId) -> ReminderRequest {
+        ReminderRequest {
+            id: String::new(),
+            actor_type: id.actor.actor_type.clone(),
+            actor_id: id.actor.actor_id.clone(),
+            name: id.name.clone(),
+            due_time: self.schedule.due_time().to_owned(),
+            period: self.schedule.period().to_owned(),
+            data: data::encode(&self.data),
+            metadata: Default::default(),
+        }
+    }
+
+    pub fn to_value(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("a reminder always serializes")
+    }
+
+    fn from_value(value: &[u8]) -> Result<Self, StoreError> {
+        serde_json::from_slice(value)
+            .map_err(|e| StoreError::Corrupt(format!("stored reminder: {e}").into()))
+    }
+}
+
+/// The store key of a reminder.
+pub fn key(id: &JobId) -> Vec<u8> {
+    let (t, i, n) = (&id.actor.actor_type, &id.actor.actor_id, &id.name);
+    let mut out = Vec::with_capacity(1 + 4 + t.len() + 4 + i.len() + n.len());
+    out.push(namespace::REMINDER);
+    for part in [t, i] {
+        // Names are length-checked far below u32::MAX before they get here.
+        let len = u32::try_from(part.len()).expect("names are length-checked");
+        out.extend_from_slice(&len.to_be_bytes());
+        out.extend_from_slice(part.as_bytes());
+    }
+    out.extend_from_slice(n.as_bytes());
+    out
+}
+
+/// The (type, id, name) a key names; None for a key not made by [`key`].
+fn parse_key(key: &[u8]) -> Option<JobId> {
+    fn part(rest: &mut &[u8]) -> Option<String> {
+        let (len, tail) = rest.split_first_chunk::<4>()?;
+        let len = usize::try_from(u32::from_be_bytes(*len)).ok()?;
+        let (text, tail) = (tail.get(..len)?, tail.get(len..)?);
+        *rest = tail;
+        String::from_utf8(text.to_vec()).ok()
+    }
+    let mut rest = key.strip_prefix(&[namespace::REMINDER])?;
+    let actor_type = part(&mut rest)?;
+    let actor_id = part(&mut rest)?;
+    let name = String::from_utf8(rest.to_vec()).ok()?;
+    Some(JobId {
+        actor: ActorKey::new(actor_type, actor_id),
+        name,
+    })
+}
+
+/// Every stored reminder, a page at a time. A key or value that does not
+/// read back is corruption, and refused rather than skipped (P3).
+pub async fn load_all(store: &dyn Store) -> Result<Vec<(JobId, Reminder)>, StoreError> {
+    let prefix = vec![namespace::REMINDER];
+    let mut all = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store.scan(prefix.clone(), after.take(), LOAD_PAGE).await?;
+        let full = page.len() == LOAD_PAGE;
+        for (key, value) in &page {
+            let id = parse_key(key)
+                .ok_or_else(|| StoreError::Corrupt("malformed reminder key".into()))?;
+            all.push((id, Reminder::from_value(value)?));
+        }
+        if !full {
+            return Ok(all);
+        }
+        after = page.last().map(|(key, _)| key.clone());
+    }
+}
+
+/// Bytes as a base64 string: a third larger than the bytes, where serde's
+/// default (a JSON array of numbers) would be about four times as large.
+mod base64_bytes {
+    use super::*;
+
+    pub fn serialize<S: serde::Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&STANDARD.encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(d)?;
+        STANDARD.decode(text).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use super::*;
+    use crate::store::{Batch, MemoryStore};
+
+    fn id(t: &str, i: &str, n: &str) -> JobId {
+        JobId {
+            actor: ActorKey::new(t, i),
+            name: n.to_owned(),
+        }
+    }
+
+    #[test]
+    fn keys_are_unambiguous_and_read_back() {
+        // Same bytes end to end, split differently: different keys.
+        assert_ne!(key(&id("ab", "c", "d")), key(&id("a", "bc", "d")));
+        assert_ne!(key(&id("a", "b", "cd")), key(&id("a", "bc", "d")));
+        for job in [id("T", "1", ""), id("t\0y", "ü", "n/a?"), id("", "", "x")] {
+            assert_eq!(parse_key(&key(&job)), Some(job));
+        }
+        assert_eq!(parse_key(b"r\0\0"), None);
+    }
+
+    #[tokio::test]
+    async fn stored_reminders_load_back_whole_across_pages() {
+        let store = MemoryStore::new();
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let reminder = Reminder {
+            schedule: Schedule::reminder("1s", "R3/PT1S", "", now).unwrap(),
+            data: b"rstate".to_vec(),
+            policy: FailurePolicy::Drop,
+        };
+        let mut batch = Batch::new();
+        for n in 0..LOAD_PAGE + 3 {
+            batch.put(key(&id("T", "1", &n.to_string())), reminder.to_value());
+        }
+        store.commit(batch).await.unwrap();
+        let all = load_all(&store).await.unwrap();
+        assert_eq!(all.len(), LOAD_PAGE + 3);
+        assert!(all.iter().all(|(_, r)| *r == reminder));
+        let json = String::from_utf8(reminder.to_value()).unwrap();
+        assert!(json.contains("\"cnN0YXRl\""), "{json}");
+    }
+}
