@@ -122,9 +122,11 @@ impl ManagerActor {
 }
 
 /// Start the actor runtime's table beside the manager (one per manager) and
-/// keep it told of the hosted types from now on. Answers with its address.
+/// keep it told of the hosted types from now on. Answers with its address
+/// and the thread it runs on, where the runtime's other actors start too
+/// (only actors start actors: `Runtime::start` may run on any thread).
 #[derive(Message)]
-#[rtype(result = "Addr<ActorTable>")]
+#[rtype(result = "(Addr<ActorTable>, ArbiterHandle)")]
 pub struct StartTable {
     /// How often idle actors are looked for (SPEC D2).
     pub idle_scan: Duration,
@@ -135,13 +137,13 @@ impl Handler<StartTable> for ManagerActor {
 
     fn handle(&mut self, msg: StartTable, ctx: &mut Self::Context) -> Self::Result {
         if let Some(table) = &self.table {
-            return MessageResult(table.clone());
+            return MessageResult((table.clone(), actix::Arbiter::current()));
         }
         let transport = crate::transport::Transport::new(ctx.address());
         let table = ActorTable::new(transport, msg.idle_scan).start();
         table.do_send(self.hosting_now());
         self.table = Some(table.clone());
-        MessageResult(table)
+        MessageResult((table, actix::Arbiter::current()))
     }
 }
 

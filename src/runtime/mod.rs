@@ -76,7 +76,7 @@ impl Runtime {
         store: Arc<dyn Store>,
         options: RuntimeOptions,
     ) -> Result<Self, StartError> {
-        let table = manager
+        let (table, arbiter) = manager
             .send(StartTable {
                 idle_scan: options.idle_scan_interval,
             })
@@ -85,7 +85,7 @@ impl Runtime {
         // One clock for state expiry and schedules.
         let clock = Clock::new();
         let transport = Transport::new(manager.clone());
-        let jobs = Jobs::start(table.clone(), transport, store.clone(), clock).await?;
+        let jobs = Jobs::start(&arbiter, table.clone(), transport, store.clone(), clock).await?;
         Ok(Runtime {
             table,
             state: ActorState::new(store, clock),

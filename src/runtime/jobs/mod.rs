@@ -37,6 +37,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
+use actix_rt::ArbiterHandle;
 use log::warn;
 use tokio::time::Instant;
 
@@ -108,6 +109,7 @@ pub struct Jobs {
 impl Jobs {
     /// Loads the stored reminders and starts the actor on this arbiter.
     pub async fn start(
+        arbiter: &ArbiterHandle,
         table: Addr<ActorTable>,
         transport: Transport,
         store: Arc<dyn Store>,
@@ -127,7 +129,7 @@ impl Jobs {
             parked: HashMap::new(),
             next_generation: 0,
         };
-        let actor = JobsActor::create(move |ctx| {
+        let actor = JobsActor::start_in_arbiter(arbiter, move |ctx| {
             let mut actor = actor;
             for (id, r) in stored {
                 actor.put_reminder(id, r, ctx);
