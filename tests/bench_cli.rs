@@ -100,3 +100,27 @@ fn actors_bench_activates_each_id_once_and_reports_rate_and_memory() {
     assert!(number(&report, "/activations_per_sec") > 0.0);
     assert!(number(&report, "/rss_after_kib") > 0.0);
 }
+
+/// `--timers N`: every timer fires in every slot it had, once, and the
+/// report carries lateness percentiles and the gateway's CPU.
+#[test]
+fn timers_bench_reports_every_fire_once_with_lateness() {
+    let report = bench_json(&[
+        "--timers",
+        "20",
+        "--timer-due",
+        "300ms",
+        "--timer-period",
+        "1s",
+        "--duration",
+        "2500ms",
+    ]);
+    assert_eq!(report["mode"], "timers");
+    assert!(number(&report, "/expected_fires") >= 20.0);
+    assert!(number(&report, "/fires") >= number(&report, "/expected_fires"));
+    assert_eq!(number(&report, "/missed"), 0.0);
+    assert_eq!(number(&report, "/duplicates"), 0.0);
+    let p50 = number(&report, "/lateness_us/p50");
+    assert!(p50 <= number(&report, "/lateness_us/p99"));
+    assert!(number(&report, "/gateway_cpu_percent") >= 0.0);
+}
