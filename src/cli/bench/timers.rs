@@ -3,8 +3,9 @@
 //! `--timer-due` and then every `--timer-period`, for `--duration`. An app
 //! answers every fire at once and notes when it came.
 //!
-//! Fire k of timer i is due at `registered_i + due + k × period`, so each
-//! fire's lateness is its arrival minus that; a slot with no fire by the end
+//! Fire k of timer i is due at `registered_i + due + k × period`
+//! (`registered_i` taken just before its RPC, so lateness includes up to one
+//! round trip), so each fire's lateness is its arrival minus that; a slot with no fire by the end
 //! (less one period of slack) is a missed fire, two fires in one slot a
 //! duplicate. With a due time longer than the run, nothing fires and the
 //! report is what N idle timers cost: the gateway's CPU over the run.
@@ -145,8 +146,11 @@ async fn register_all(
                 callback: "tick".into(),
                 ..Default::default()
             };
+            // Taken before the call: the gateway registers the timer (and
+            // starts its due time) somewhere within it.
+            let sent = Instant::now();
             client.register_actor_timer(request).await?;
-            Ok::<_, tonic::Status>((name, Instant::now()))
+            Ok::<_, tonic::Status>((name, sent))
         }
     });
     let registered: Vec<_> = registrations
@@ -181,8 +185,11 @@ fn judge(
         let mut seen = vec![0u32; slots as usize];
         for arrival in arrivals.get(name).map(Vec::as_slice).unwrap_or_default() {
             fires += 1;
+            // The nearest slot: a fire is late by far less than half a
+            // period, or it is a missed one.
             let since = arrival.saturating_duration_since(first);
-            let slot = (since.as_nanos() / period.as_nanos().max(1)) as usize;
+            let period_ns = period.as_nanos().max(1);
+            let slot = ((since.as_nanos() + period_ns / 2) / period_ns) as usize;
             let late = since.saturating_sub(period * slot as u32);
             let _ = lateness.record(late.as_micros() as u64);
             if let Some(count) = seen.get_mut(slot) {
