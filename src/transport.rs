@@ -86,17 +86,7 @@ impl Transport {
         let reply = self
             .typed(ResponseType::InvokeRequest(request), deadline)
             .await?;
-        match reply {
-            RequestType::InvokeResponse(r) if r.error => Err(Error::AppError {
-                payload: r.data,
-                metadata: r.metadata,
-            }),
-            RequestType::InvokeResponse(r) => Ok(InvokeReply {
-                data: r.data,
-                metadata: r.metadata,
-            }),
-            other => Err(app_failure_or_mismatch(other, "invoke_response")),
-        }
+        invoke_outcome(reply)
     }
 
     /// Fire a reminder.
@@ -172,6 +162,22 @@ async fn route(manager: &Addr<ManagerActor>, send: Send) -> Result<PendingReply,
         None => asked.await,
     };
     answer.map_err(|_| Error::ShuttingDown)?
+}
+
+/// What the app's answer to an invoke means: its reply, its method's error,
+/// or its failure.
+pub fn invoke_outcome(reply: Reply) -> Result<InvokeReply, Error> {
+    match reply {
+        RequestType::InvokeResponse(r) if r.error => Err(Error::AppError {
+            payload: r.data,
+            metadata: r.metadata,
+        }),
+        RequestType::InvokeResponse(r) => Ok(InvokeReply {
+            data: r.data,
+            metadata: r.metadata,
+        }),
+        other => Err(app_failure_or_mismatch(other, "invoke_response")),
+    }
 }
 
 fn outcome(cancel: bool) -> FireOutcome {

@@ -17,12 +17,12 @@ use callbackstream::proto::{
     ExecuteActorStateTransactionRequest, GetActorStateRequest,
     SubscribeActorEventsRequestFailedAlpha1, TransactionalActorStateOperation,
 };
-use callbackstream::runtime::table::{ActorKey, Turn};
+use callbackstream::runtime::table::ActorKey;
 use callbackstream::runtime::{Runtime, RuntimeOptions};
 use callbackstream::service::actor_state;
 use callbackstream::service::front_door::REENTRANCY_ID;
 use callbackstream::store::MemoryStore;
-use callbackstream::transport::InvokeRequest;
+use callbackstream::transport::{InvokeRequest, invoke_outcome};
 use callbackstream::{Error, ManagerActor, RegistrationConfig, Transport};
 use common::{App, invoke_response, request_id, start_manager};
 use tokio::time::Instant;
@@ -49,29 +49,27 @@ async fn app_with(manager: &Addr<ManagerActor>, types: &[&str], settings: ActorS
     manager.send(Register::new(config)).await.unwrap().into()
 }
 
-/// A call as the front door makes it: the actor's turn, then the invoke,
+/// A call as the front door makes it: the invoke sent in the actor's turn,
 /// the turn held until the reply. Spawned, so the test can play the app.
 fn call(
     runtime: &Runtime,
-    transport: &Transport,
+    _transport: &Transport,
     actor: (&str, &str),
     chain: Option<&str>,
 ) -> actix_rt::task::JoinHandle<Result<Vec<u8>, Error>> {
-    let (runtime, transport) = (runtime.clone(), transport.clone());
-    let key = ActorKey::new(actor.0, actor.1);
-    let chain = chain.map(str::to_owned);
+    let runtime = runtime.clone();
+    let mut request = InvokeRequest {
+        actor_type: actor.0.into(),
+        actor_id: actor.1.into(),
+        method: "m".into(),
+        ..Default::default()
+    };
+    if let Some(chain) = chain {
+        request.metadata.insert(REENTRANCY_ID.into(), chain.into());
+    }
     actix_rt::spawn(async move {
-        let turn: Turn = runtime.turn(key.clone(), chain, None).await?;
-        let mut request = InvokeRequest {
-            actor_type: key.actor_type,
-            actor_id: key.actor_id,
-            method: "m".into(),
-            ..Default::default()
-        };
-        if let Some(chain) = turn.chain() {
-            request.metadata.insert(REENTRANCY_ID.into(), chain.into());
-        }
-        let reply = transport.invoke(request, None).await?;
+        let (turn, pending) = runtime.invoke(request, None).await?;
+        let reply = invoke_outcome(pending.await?)?;
         drop(turn);
         Ok(reply.data)
     })
@@ -223,7 +221,7 @@ async fn t3_without_reentrancy_a_chain_id_waits_like_any_call() {
     let transport = Transport::new(manager.clone());
     let mut app = App::register(&manager, &["A"]).await;
 
-    let outer = call(&runtime, &transport, ("A", "1"), Some("chain"));
+    let outer = call(&runtime, &transport, ("A", "1"), None);
     let outer_request = app.next().await;
     assert_eq!(
         chain_of(&outer_request),

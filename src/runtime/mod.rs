@@ -30,11 +30,14 @@ use tokio::time::Instant;
 use crate::error::Error;
 use crate::manager::{ManagerActor, StartTable};
 use crate::store::{Store, StoreError};
-use crate::transport::Transport;
+use crate::pending::PendingReply;
+use crate::transport::{InvokeRequest, Transport};
 use clock::Clock;
 use jobs::Jobs;
 use state::ActorState;
-use table::{Acquire, ActorKey, ActorTable, CountActive, IsActive, Turn};
+use table::{
+    Acquire, ActorKey, ActorTable, Call, CountActive, Granted, IsActive, REENTRANCY_ID, Turn,
+};
 
 /// How the runtime runs.
 #[derive(Debug, Clone, Copy)]
@@ -105,6 +108,22 @@ impl Runtime {
         take_turn(&self.table, key, chain, deadline).await
     }
 
+    /// Sends `request` to the app in its actor's turn (T1, T3): waits for
+    /// the turn as [`turn`](Self::turn) does, then the invoke goes out from
+    /// the table's thread. Keep the `Turn` until the reply is in.
+    pub async fn invoke(
+        &self,
+        request: InvokeRequest,
+        deadline: Option<Instant>,
+    ) -> Result<(Turn, PendingReply), Error> {
+        let key = ActorKey::new(request.actor_type.clone(), request.actor_id.clone());
+        let chain = request.metadata.get(REENTRANCY_ID).cloned();
+        let call = Call { request, deadline };
+        let granted = acquire(&self.table, key, chain, Some(call), deadline).await?;
+        let pending = granted.sent.unwrap_or(Err(Error::ShuttingDown))?;
+        Ok((granted.turn, pending))
+    }
+
     /// Whether an actor is active (ST2).
     pub async fn is_active(&self, key: ActorKey) -> Result<bool, Error> {
         self.table
@@ -138,9 +157,19 @@ async fn take_turn(
     chain: Option<String>,
     deadline: Option<Instant>,
 ) -> Result<Turn, Error> {
+    Ok(acquire(table, key, chain, None, deadline).await?.turn)
+}
+
+async fn acquire(
+    table: &Addr<ActorTable>,
+    key: ActorKey,
+    chain: Option<String>,
+    call: Option<Call>,
+    deadline: Option<Instant>,
+) -> Result<Granted, Error> {
     let waiting = async {
         let ticket = table
-            .send(Acquire { key, chain })
+            .send(Acquire { key, chain, call })
             .await
             .map_err(|_| Error::ShuttingDown)??;
         // The ticket drops unanswered when the actor's type loses its

@@ -25,7 +25,13 @@ use tokio::time::Instant;
 use crate::clip::Clipped;
 use crate::config::ActorSettings;
 use crate::error::Error;
-use crate::transport::{DeactivateRequest, Transport};
+use crate::manager::{ManagerActor, Send};
+use crate::pending::PendingReply;
+use crate::proto::subscribe_actor_events_response_alpha1::ResponseType;
+use crate::transport::{DeactivateRequest, InvokeRequest, Transport};
+
+/// The metadata key of a reentrant call chain (exact spelling, as daprd).
+pub const REENTRANCY_ID: &str = "Dapr-Reentrancy-Id";
 
 /// Idle time after which an actor is deactivated unless its registration
 /// says otherwise (daprd's default, runtime-facts §7).
@@ -123,7 +129,8 @@ enum Holder {
 
 struct Waiter {
     chain: Option<Arc<str>>,
-    grant: oneshot::Sender<Turn>,
+    call: Option<Call>,
+    grant: oneshot::Sender<Granted>,
 }
 
 impl ActorTable {
@@ -183,24 +190,24 @@ impl ActorTable {
     /// Hands the turn of a free actor to the first waiter still waiting.
     fn hand_on(&mut self, key: &ActorKey, table: &Addr<ActorTable>) {
         let reentrancy = self.rules(&key.actor_type).reentrancy;
+        let manager = self.transport.manager().clone();
         let Some(row) = self.actors.get_mut(key) else {
             return;
         };
-        while let Some(mut waiter) = row.waiting.pop_front() {
-            waiter.chain = waiter.chain.or_else(|| fresh_chain(reentrancy));
-            let turn = Turn::new(table, key, row.incarnation, waiter.chain.clone());
-            match waiter.grant.send(turn) {
-                Ok(()) => {
-                    row.holder = Holder::Turn {
-                        chain: waiter.chain,
-                        depth: 1,
-                    };
-                    row.last_turn = Instant::now();
-                    return;
-                }
-                // The caller gave up (T1): it takes nothing with it.
-                Err(mut unclaimed) => unclaimed.defuse(),
+        while let Some(waiter) = row.waiting.pop_front() {
+            // The caller gave up (T1): it takes nothing with it.
+            if waiter.grant.is_closed() {
+                continue;
             }
+            let chain = waiter.chain.or_else(|| fresh_chain(reentrancy));
+            row.holder = Holder::Turn {
+                chain: chain.clone(),
+                depth: 1,
+            };
+            row.last_turn = Instant::now();
+            let turn = Turn::new(table, key, row.incarnation, chain);
+            deliver(&manager, waiter.grant, turn, waiter.call);
+            return;
         }
         row.holder = Holder::Free;
     }
@@ -292,11 +299,6 @@ impl Turn {
     pub fn chain(&self) -> Option<&str> {
         self.chain.as_deref()
     }
-
-    /// A turn that was never taken up releases nothing.
-    fn defuse(&mut self) {
-        self.table = None;
-    }
 }
 
 impl Drop for Turn {
@@ -317,35 +319,92 @@ impl std::fmt::Debug for Turn {
 }
 
 /// Ask for an actor's turn. Answers at once with a ticket: it resolves to the
-/// [`Turn`] when it is this caller's go, or fails with MaxStackDepth.
+/// [`Granted`] turn when it is this caller's go, or fails with MaxStackDepth.
 /// Dropping the ticket leaves the queue (T1).
 #[derive(Message)]
-#[rtype(result = "Result<oneshot::Receiver<Turn>, Error>")]
+#[rtype(result = "Result<oneshot::Receiver<Granted>, Error>")]
 pub struct Acquire {
     pub key: ActorKey,
     /// The caller's `Dapr-Reentrancy-Id`, if it sent one.
     pub chain: Option<String>,
+    /// The invoke to send once the turn is granted, if any. Sending it from
+    /// here saves the caller a round trip to this thread and back: the
+    /// manager is on this thread, so the hand-over to it is local.
+    pub call: Option<Call>,
+}
+
+/// An invoke to send as soon as its turn is granted.
+#[derive(Debug)]
+pub struct Call {
+    pub request: InvokeRequest,
+    pub deadline: Option<Instant>,
+}
+
+/// A granted turn, and the invoke sent in it (when the `Acquire` had one):
+/// the manager's answer, the pending reply or why not.
+#[derive(Debug)]
+pub struct Granted {
+    pub turn: Turn,
+    pub sent: Option<Result<PendingReply, Error>>,
+}
+
+/// Hands a granted turn to its caller; with a call, sends the call first,
+/// in the turn, and hands over its pending reply too. The invoke learns the
+/// turn's reentrancy chain (T3). A caller that is gone drops what it is
+/// handed, which releases the turn and forgets the request.
+fn deliver(
+    manager: &Addr<ManagerActor>,
+    grant: oneshot::Sender<Granted>,
+    turn: Turn,
+    call: Option<Call>,
+) {
+    let Some(Call {
+        mut request,
+        deadline,
+    }) = call
+    else {
+        let _ = grant.send(Granted { turn, sent: None });
+        return;
+    };
+    if let Some(chain) = turn.chain() {
+        request
+            .metadata
+            .insert(REENTRANCY_ID.to_owned(), chain.to_owned());
+    }
+    let mut send = Send::typed(ResponseType::InvokeRequest(request));
+    if let Some(at) = deadline {
+        send = send.deadline(at);
+    }
+    let asked = manager.send(send);
+    actix_rt::spawn(async move {
+        let sent = asked.await.unwrap_or(Err(Error::ShuttingDown));
+        let _ = grant.send(Granted {
+            turn,
+            sent: Some(sent),
+        });
+    });
 }
 
 impl Handler<Acquire> for ActorTable {
-    type Result = Result<oneshot::Receiver<Turn>, Error>;
+    type Result = Result<oneshot::Receiver<Granted>, Error>;
 
     fn handle(&mut self, msg: Acquire, ctx: &mut Self::Context) -> Self::Result {
         let reentrancy = self.rules(&msg.key.actor_type).reentrancy;
         // Without reentrancy a chain id means nothing to us (T3).
         let chain: Option<Arc<str>> = reentrancy.and(msg.chain.map(Arc::from));
         let table = ctx.address();
+        let manager = self.transport.manager().clone();
         let row = self.activate(&msg.key);
         let (grant, ticket) = oneshot::channel();
-        match &mut row.holder {
+        let enters = match &mut row.holder {
             Holder::Free => {
-                let chain = chain.or_else(|| fresh_chain(reentrancy));
+                let chain = chain.clone().or_else(|| fresh_chain(reentrancy));
                 row.holder = Holder::Turn {
                     chain: chain.clone(),
                     depth: 1,
                 };
                 row.last_turn = Instant::now();
-                let _ = grant.send(Turn::new(&table, &msg.key, row.incarnation, chain));
+                Some(chain)
             }
             Holder::Turn {
                 chain: Some(held),
@@ -356,9 +415,20 @@ impl Handler<Acquire> for ActorTable {
                     return Err(Error::MaxStackDepth);
                 }
                 *depth += 1;
-                let _ = grant.send(Turn::new(&table, &msg.key, row.incarnation, chain));
+                Some(chain.clone())
             }
-            _ => row.waiting.push_back(Waiter { chain, grant }),
+            _ => None,
+        };
+        match enters {
+            Some(chain) => {
+                let turn = Turn::new(&table, &msg.key, row.incarnation, chain);
+                deliver(&manager, grant, turn, msg.call);
+            }
+            None => row.waiting.push_back(Waiter {
+                chain,
+                call: msg.call,
+                grant,
+            }),
         }
         Ok(ticket)
     }

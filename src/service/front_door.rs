@@ -16,9 +16,8 @@ use crate::proto::{
     ActiveActorsCount, ActorRuntime, GetMetadataResponse, InvokeActorRequest, InvokeActorResponse,
 };
 use crate::runtime::Runtime;
-use crate::runtime::table::{ActorKey, Turn};
 use crate::service::status::to_status;
-use crate::transport::{InvokeRequest, Transport};
+use crate::transport::{InvokeReply, InvokeRequest, Transport, invoke_outcome};
 
 /// The response header Dapr sets when the actor method itself failed and the
 /// body is its error payload (the call still ends OK).
@@ -33,7 +32,7 @@ pub async fn invoke(
 ) -> Result<Response<InvokeActorResponse>, Status> {
     check_request(&request)?;
     let deadline = caller_deadline(metadata);
-    let mut call = InvokeRequest {
+    let call = InvokeRequest {
         id: String::new(),
         actor_type: request.actor_type,
         actor_id: request.actor_id,
@@ -45,16 +44,10 @@ pub async fn invoke(
     // transport's future (or the turn) inline it was ~1.6 KiB, past glibc's
     // per-thread cache of small blocks (1032 bytes), so every call took
     // malloc's slow path. Two small blocks cost less than one large one.
-    let outcome = Box::pin(async move {
-        // The call takes the actor's turn (T1) and keeps it until the app
-        // has answered: `_turn` lives to the end of this block.
-        let _turn = match runtime {
-            Some(runtime) => Some(take_turn(runtime, &mut call, deadline).await?),
-            None => None,
-        };
-        Ok::<_, Status>(Box::pin(transport.invoke(call, deadline)).await)
-    })
-    .await?;
+    let outcome = match runtime {
+        Some(runtime) => Box::pin(in_turn(runtime, call, deadline)).await,
+        None => Box::pin(transport.invoke(call, deadline)).await,
+    };
     match outcome {
         Ok(reply) => Ok(Response::new(InvokeActorResponse { data: reply.data })),
         Err(Error::AppError { payload, .. }) => {
@@ -68,28 +61,18 @@ pub async fn invoke(
     }
 }
 
-/// Waits for the actor's turn; with reentrancy on, tells the app the chain
-/// the turn belongs to, so that its calls back in enter (T3).
-async fn take_turn(
+/// The call in its actor's turn (T1), which it keeps until the app has
+/// answered: `_turn` lives to the end.
+async fn in_turn(
     runtime: &Runtime,
-    call: &mut InvokeRequest,
+    call: InvokeRequest,
     deadline: Option<Instant>,
-) -> Result<Turn, Status> {
-    let key = ActorKey::new(call.actor_type.clone(), call.actor_id.clone());
-    let chain = call.metadata.get(REENTRANCY_ID).cloned();
-    let turn = runtime
-        .turn(key, chain, deadline)
-        .await
-        .map_err(to_status)?;
-    if let Some(chain) = turn.chain() {
-        call.metadata
-            .insert(REENTRANCY_ID.to_owned(), chain.to_owned());
-    }
-    Ok(turn)
+) -> Result<InvokeReply, Error> {
+    let (_turn, pending) = runtime.invoke(call, deadline).await?;
+    invoke_outcome(pending.await?)
 }
 
-/// The metadata key of a reentrant call chain (exact spelling, as daprd).
-pub const REENTRANCY_ID: &str = "Dapr-Reentrancy-Id";
+pub use crate::runtime::table::REENTRANCY_ID;
 
 /// What this sidecar is and which actor types are served right now (SPEC F4).
 pub async fn metadata(
