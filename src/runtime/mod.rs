@@ -29,8 +29,8 @@ use tokio::time::Instant;
 
 use crate::error::Error;
 use crate::manager::{ManagerActor, StartTable};
-use crate::store::{Store, StoreError};
 use crate::pending::PendingReply;
+use crate::store::{Store, StoreError};
 use crate::transport::{InvokeRequest, Transport};
 use clock::Clock;
 use jobs::Jobs;
