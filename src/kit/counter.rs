@@ -15,14 +15,14 @@ use tokio::task::JoinHandle;
 use tonic::Status;
 use tonic::transport::Channel;
 
-use crate::kit::apphost::{AppHost, AppHostOptions};
+use crate::kit::apphost::{AppHost, AppHostOptions, echo};
 use crate::proto::dapr_client::DaprClient;
 use crate::proto::subscribe_actor_events_request_alpha1::RequestType;
 use crate::proto::subscribe_actor_events_response_alpha1::ResponseType;
 use crate::proto::{
     ExecuteActorStateTransactionRequest, GetActorStateRequest, RegisterActorReminderRequest,
-    SubscribeActorEventsRequestAlpha1, SubscribeActorEventsRequestDeactivateResponseAlpha1,
-    SubscribeActorEventsRequestFailedAlpha1, SubscribeActorEventsRequestInvokeResponseAlpha1,
+    SubscribeActorEventsRequestAlpha1, SubscribeActorEventsRequestFailedAlpha1,
+    SubscribeActorEventsRequestInvokeResponseAlpha1,
     SubscribeActorEventsRequestReminderResponseAlpha1, TransactionalActorStateOperation,
 };
 
@@ -106,18 +106,10 @@ async fn answer(client: &mut Client, request: ResponseType) -> RequestType {
                 Err(status) => failed(r.id, &status),
             }
         }
-        ResponseType::TimerRequest(r) => {
-            RequestType::TimerResponse(SubscribeActorEventsRequestReminderResponseAlpha1 {
-                id: r.id,
-                cancel: false,
-            })
+        // Timers keep firing; deactivations succeed: as the echo app does.
+        other => {
+            echo(other).unwrap_or_else(|| failed(String::new(), &Status::internal("not a request")))
         }
-        ResponseType::DeactivateRequest(r) => {
-            RequestType::DeactivateResponse(SubscribeActorEventsRequestDeactivateResponseAlpha1 {
-                id: r.id,
-            })
-        }
-        ResponseType::InitialResponse(_) => failed(String::new(), &Status::internal("unexpected")),
     }
 }
 
