@@ -27,7 +27,7 @@ use crate::connection::{
 use crate::error::{DISCONNECTED, Error};
 use crate::pending::deadline_in;
 use crate::proto::subscribe_actor_events_response_alpha1::ResponseType;
-use crate::runtime::table::{ActorTable, HostingChanged, TypeRules};
+use crate::runtime::table::{ActorTable, Granted, HostingChanged, Turn, TypeRules};
 
 /// Owns the set of live connections. Start one per gateway, in an actix system.
 pub struct ManagerActor {
@@ -430,9 +430,14 @@ impl Handler<Send> for ManagerActor {
     type Result = MessageResult<Send>;
 
     fn handle(&mut self, msg: Send, _: &mut Self::Context) -> Self::Result {
-        let Some(entry) = self.route(msg.actor_type()) else {
-            return MessageResult(Err(Error::NoConnection));
-        };
+        MessageResult(self.dispatch(msg))
+    }
+}
+
+impl ManagerActor {
+    /// Routes one request and hands it to its connection (SPEC R1, R2, R13).
+    fn dispatch(&mut self, msg: Send) -> Result<PendingReply, Error> {
+        let entry = self.route(msg.actor_type()).ok_or(Error::NoConnection)?;
         entry.last_request += 1;
         let id = entry.last_request;
         let (reply, rx) = oneshot::channel();
@@ -442,7 +447,33 @@ impl Handler<Send> for ManagerActor {
             reply,
         });
         let connection = entry.addr.downgrade();
-        MessageResult(Ok(PendingReply::new(id, rx, msg.deadline, connection)))
+        Ok(PendingReply::new(id, rx, msg.deadline, connection))
+    }
+}
+
+/// A `Send` in a granted turn, from the actor runtime's table on this
+/// thread: the manager hands the turn and the pending reply (or why not)
+/// straight to the caller, so the grant costs no task and no answer
+/// channel of its own on the way.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SendInTurn {
+    pub send: Send,
+    pub turn: Turn,
+    pub grant: oneshot::Sender<Granted>,
+}
+
+impl Handler<SendInTurn> for ManagerActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: SendInTurn, _: &mut Self::Context) {
+        let sent = self.dispatch(msg.send);
+        // A caller that is gone drops both: the turn is released and the
+        // request forgotten.
+        let _ = msg.grant.send(Granted {
+            turn: msg.turn,
+            sent: Some(sent),
+        });
     }
 }
 

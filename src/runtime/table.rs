@@ -25,7 +25,7 @@ use tokio::time::Instant;
 use crate::clip::Clipped;
 use crate::config::ActorSettings;
 use crate::error::Error;
-use crate::manager::{ManagerActor, Send};
+use crate::manager::{ManagerActor, Send, SendInTurn};
 use crate::pending::PendingReply;
 use crate::proto::subscribe_actor_events_response_alpha1::ResponseType;
 use crate::transport::{DeactivateRequest, InvokeRequest, Transport};
@@ -375,14 +375,8 @@ fn deliver(
     if let Some(at) = deadline {
         send = send.deadline(at);
     }
-    let asked = manager.send(send);
-    actix_rt::spawn(async move {
-        let sent = asked.await.unwrap_or(Err(Error::ShuttingDown));
-        let _ = grant.send(Granted {
-            turn,
-            sent: Some(sent),
-        });
-    });
+    // The manager is on this thread: a local message, no task.
+    manager.do_send(SendInTurn { send, turn, grant });
 }
 
 impl Handler<Acquire> for ActorTable {
