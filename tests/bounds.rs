@@ -48,7 +48,7 @@ fn types(n: usize) -> Vec<String> {
     (0..n).map(|i| format!("Type{i}")).collect()
 }
 
-/// A registration of 100,000 distinct types (the cap raised to allow it) is
+/// A registration of 50,000 distinct types (the cap raised to allow it) is
 /// converted and registered in linear time: it is acknowledged, and the
 /// GetMetadata probes another client sends on the same actor thread
 /// meanwhile all answer within a deadline far shorter than a quadratic
@@ -57,7 +57,7 @@ fn types(n: usize) -> Vec<String> {
 async fn a_registration_at_the_cap_is_acked_while_get_metadata_keeps_answering() {
     let settings = GatewaySettings {
         registration_limits: RegistrationLimits {
-            max_actor_types: 100_000,
+            max_actor_types: 50_000,
             ..RegistrationLimits::default()
         },
         ..GatewaySettings::default()
@@ -67,7 +67,7 @@ async fn a_registration_at_the_cap_is_acked_while_get_metadata_keeps_answering()
     let registering = {
         let channel = gw.channel().await;
         tokio::spawn(async move {
-            AppHost::connect(channel, AppHostOptions::echo(types(100_000))).await
+            AppHost::connect(channel, AppHostOptions::echo(types(50_000))).await
         })
     };
     let mut answered = 0;
@@ -85,7 +85,7 @@ async fn a_registration_at_the_cap_is_acked_while_get_metadata_keeps_answering()
         .await
         .unwrap()
         .expect("the registration at the cap is acked");
-    assert_eq!(gw.describe().await.actor_types.len(), 100_000);
+    assert_eq!(gw.describe().await.actor_types.len(), 50_000);
     assert!(answered > 0);
     drop(app);
 }
