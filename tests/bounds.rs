@@ -66,9 +66,9 @@ async fn a_registration_at_the_cap_is_acked_while_get_metadata_keeps_answering()
     let mut probe = gw.client().await;
     let registering = {
         let channel = gw.channel().await;
-        tokio::spawn(async move {
-            AppHost::connect(channel, AppHostOptions::echo(types(50_000))).await
-        })
+        tokio::spawn(
+            async move { AppHost::connect(channel, AppHostOptions::echo(types(50_000))).await },
+        )
     };
     let mut answered = 0;
     while !registering.is_finished() {

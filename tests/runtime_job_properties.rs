@@ -19,20 +19,16 @@
 //! Each registration carries its own generation in `data`, which every
 //! fire echoes, so a fire names the registration it belongs to.
 //!
-//! # Known bug (property 2 fails; the runtime is left as it is)
+//! # Found by it
 //!
-//! A timer that falls due while its actor's `deactivate_request` is out
-//! with the app fires once more after the app has answered it: the fire
-//! waits for the actor's turn behind the deactivation (`Holder::Deactivating`
-//! in the table), the answer removes the actor and its timers (D2,
-//! `TableEvent::ActorGone`), and the waiting fire is then granted the fresh
-//! instance's turn and sent, re-activating the actor (D1) for a timer that
-//! no longer exists. `deliver` in `src/runtime/jobs/mod.rs` does not look
-//! again, once it has the turn, whether its job (and generation) is still
-//! registered. `d2_timer_due_while_its_actor_deactivates_does_not_fire_after`
-//! below is the shortest script; the proptest fails on it too (its
-//! regressions file keeps a seed). Kept red on purpose: it is not a
-//! modelling issue.
+//! A timer that fell due while its actor's `deactivate_request` was out with
+//! the app fired once more after the app had answered it: the fire waited
+//! for the actor's turn behind the deactivation, the answer removed the
+//! actor and its timers (D2), and the waiting fire was then granted the
+//! fresh instance's turn and sent. A fire now checks, with the turn in
+//! hand, that its job is still the one registered
+//! (`JobsActor::spawn_fire`). `d2_timer_due_while_its_actor_deactivates_...`
+//! below is the shortest script.
 
 mod common;
 
@@ -226,10 +222,7 @@ impl Rig {
             match &request {
                 ResponseType::TimerRequest(r) => match m.of_any(&r.data) {
                     Some(g) => {
-                        // Property 2. KNOWN BUG (module doc): this fails,
-                        // as "fired after actor N was deactivated at T" at
-                        // that same T, when a timer falls due while its
-                        // actor's deactivate_request is out.
+                        // Property 2 (it found the bug in the module doc).
                         if let Some(why) = m.dead_timers.get(&g) {
                             m.violations.push(format!(
                                 "{now}: timer {actor}/{} (gen {g}) fired after {why}",
@@ -516,14 +509,13 @@ proptest! {
     }
 }
 
-/// The shortest script the property found failing; a real bug (see the
-/// module doc's "Known bug"): actor 0's timer falls due again at ~2092 ms
+/// The shortest script the property found failing (the module doc's
+/// "Found by it"): actor 0's timer falls due again at ~2092 ms
 /// while the deactivate_request sent at ~2048 ms (idle since 1325 ms) is
 /// still with the app. The fire queues behind the deactivation for the
 /// actor's turn; when the app answers (2098 ms) the actor leaves the table
 /// and its timers are removed (D2), but the queued fire is then granted
-/// the fresh instance's turn and its timer_request still goes out,
-/// re-activating the actor (D1) with a timer it never registered.
+/// the fresh instance's turn, and its timer_request must not go out.
 #[test]
 fn d2_timer_due_while_its_actor_deactivates_does_not_fire_after() {
     let violations = run_script(vec![

@@ -347,9 +347,18 @@ impl JobsActor {
         };
         let (request, generation) = (live.job.request(&id), live.generation);
         let fire = Fire::Timer(request);
-        self.spawn_fire(id.actor.clone(), fire, ctx, move |this, outcome, ctx| {
-            this.timer_fired(id, generation, outcome, ctx)
-        });
+        let still = id.clone();
+        let live = move |this: &mut Self| {
+            this.timer(&still)
+                .is_some_and(|l| l.generation == generation)
+        };
+        self.spawn_fire(
+            id.actor.clone(),
+            fire,
+            ctx,
+            live,
+            move |this, outcome, ctx| this.timer_fired(id, generation, outcome, ctx),
+        );
     }
 
     fn timer_fired(
@@ -415,9 +424,19 @@ impl JobsActor {
             return;
         }
         let fire = Fire::Reminder(live.job.request(&id));
-        self.spawn_fire(id.actor.clone(), fire, ctx, move |this, outcome, ctx| {
-            this.reminder_fired(id, generation, outcome, ctx)
-        });
+        let still = id.clone();
+        let live = move |this: &mut Self| {
+            this.reminders
+                .get(&still)
+                .is_some_and(|l| l.generation == generation)
+        };
+        self.spawn_fire(
+            id.actor.clone(),
+            fire,
+            ctx,
+            live,
+            move |this, outcome, ctx| this.reminder_fired(id, generation, outcome, ctx),
+        );
     }
 
     fn reminder_fired(
@@ -469,19 +488,40 @@ impl JobsActor {
 
     /// Runs one fire on a task of its own and hands its outcome to `done`
     /// on this actor.
+    /// Fires in a task: takes the actor's turn, then, if the job is still
+    /// `live` (not removed or replaced while it waited for the turn: its
+    /// actor deactivated, D2, or it was unregistered), sends the fire and
+    /// gives the turn back once the app has answered (T1, D1, TM3); `done`
+    /// gets the outcome.
     fn spawn_fire(
         &mut self,
         actor: ActorKey,
         fire: Fire,
         ctx: &mut Context<Self>,
+        live: impl FnOnce(&mut Self) -> bool + 'static,
         done: impl FnOnce(&mut Self, Result<FireOutcome, Error>, &mut Context<Self>) + 'static,
     ) {
-        let delivery = deliver(self.table.clone(), self.transport.clone(), actor, fire);
-        ctx.spawn(
-            delivery
-                .into_actor(self)
-                .map(move |outcome, this, ctx| done(this, outcome, ctx)),
-        );
+        let deadline = Instant::now() + FIRE_TIMEOUT;
+        let table = self.table.clone();
+        let transport = self.transport.clone();
+        let taking = async move { super::take_turn(&table, actor, None, Some(deadline)).await };
+        let firing = taking.into_actor(self).then(move |turn, this, _| {
+            // Checked with the turn in hand: the job may have gone while the
+            // fire queued behind a deactivation or an invoke.
+            let gone = !live(this);
+            async move {
+                let _turn = turn?;
+                if gone {
+                    return Err(Error::Protocol("the job went while its fire waited".into()));
+                }
+                match fire {
+                    Fire::Timer(r) => transport.timer(r, Some(deadline)).await,
+                    Fire::Reminder(r) => transport.reminder(r, Some(deadline)).await,
+                }
+            }
+            .into_actor(this)
+        });
+        ctx.spawn(firing.map(move |outcome, this, ctx| done(this, outcome, ctx)));
     }
 }
 
@@ -489,22 +529,6 @@ impl JobsActor {
 enum Fire {
     Timer(TimerRequest),
     Reminder(ReminderRequest),
-}
-
-/// Takes the actor's turn, sends the fire, and gives the turn back once the
-/// app has answered (T1, D1, TM3).
-async fn deliver(
-    table: Addr<ActorTable>,
-    transport: Transport,
-    actor: ActorKey,
-    fire: Fire,
-) -> Result<FireOutcome, Error> {
-    let deadline = Instant::now() + FIRE_TIMEOUT;
-    let _turn = super::take_turn(&table, actor, None, Some(deadline)).await?;
-    match fire {
-        Fire::Timer(r) => transport.timer(r, Some(deadline)).await,
-        Fire::Reminder(r) => transport.reminder(r, Some(deadline)).await,
-    }
 }
 
 /// A store write nobody waits for (a reminder's progress): a failure is
