@@ -346,19 +346,10 @@ impl JobsActor {
             return;
         };
         let (request, generation) = (live.job.request(&id), live.generation);
-        let fire = Fire::Timer(request);
-        let still = id.clone();
-        let live = move |this: &mut Self| {
-            this.timer(&still)
-                .is_some_and(|l| l.generation == generation)
-        };
-        self.spawn_fire(
-            id.actor.clone(),
-            fire,
-            ctx,
-            live,
-            move |this, outcome, ctx| this.timer_fired(id, generation, outcome, ctx),
-        );
+        let job = (Job::Timer(id.clone()), generation);
+        self.spawn_fire(job, Fire::Timer(request), ctx, move |this, outcome, ctx| {
+            this.timer_fired(id, generation, outcome, ctx)
+        });
     }
 
     fn timer_fired(
@@ -424,19 +415,10 @@ impl JobsActor {
             return;
         }
         let fire = Fire::Reminder(live.job.request(&id));
-        let still = id.clone();
-        let live = move |this: &mut Self| {
-            this.reminders
-                .get(&still)
-                .is_some_and(|l| l.generation == generation)
-        };
-        self.spawn_fire(
-            id.actor.clone(),
-            fire,
-            ctx,
-            live,
-            move |this, outcome, ctx| this.reminder_fired(id, generation, outcome, ctx),
-        );
+        let job = (Job::Reminder(id.clone()), generation);
+        self.spawn_fire(job, fire, ctx, move |this, outcome, ctx| {
+            this.reminder_fired(id, generation, outcome, ctx)
+        });
     }
 
     fn reminder_fired(
@@ -488,30 +470,42 @@ impl JobsActor {
 
     /// Runs one fire on a task of its own and hands its outcome to `done`
     /// on this actor.
-    /// Fires in a task: takes the actor's turn, then, if the job is still
-    /// `live` (not removed or replaced while it waited for the turn: its
-    /// actor deactivated, D2, or it was unregistered), sends the fire and
-    /// gives the turn back once the app has answered (T1, D1, TM3); `done`
-    /// gets the outcome.
+    /// Whether `generation` is still the registration of `job`.
+    fn is_current(&mut self, job: &Job, generation: u64) -> bool {
+        let current = match job {
+            Job::Timer(id) => self.timer(id).map(|l| l.generation),
+            Job::Reminder(id) => self.reminders.get(id).map(|l| l.generation),
+        };
+        current == Some(generation)
+    }
+
+    /// Fires in a task: takes the actor's turn, then, if the job's
+    /// registration is still current (not removed or replaced while it
+    /// waited for the turn: its actor deactivated, D2, or it was
+    /// unregistered), sends the fire and gives the turn back once the app
+    /// has answered (T1, D1, TM3); `done` gets the outcome.
     fn spawn_fire(
         &mut self,
-        actor: ActorKey,
+        (job, generation): (Job, u64),
         fire: Fire,
         ctx: &mut Context<Self>,
-        live: impl FnOnce(&mut Self) -> bool + 'static,
         done: impl FnOnce(&mut Self, Result<FireOutcome, Error>, &mut Context<Self>) + 'static,
     ) {
         let deadline = Instant::now() + FIRE_TIMEOUT;
         let table = self.table.clone();
         let transport = self.transport.clone();
+        let actor = match &job {
+            Job::Timer(id) | Job::Reminder(id) => id.actor.clone(),
+        };
         let taking = async move { super::take_turn(&table, actor, None, Some(deadline)).await };
         let firing = taking.into_actor(self).then(move |turn, this, _| {
             // Checked with the turn in hand: the job may have gone while the
             // fire queued behind a deactivation or an invoke.
-            let gone = !live(this);
+            let gone = !this.is_current(&job, generation);
             async move {
                 let _turn = turn?;
                 if gone {
+                    // Never seen: `done` drops reports of jobs not current.
                     return Err(Error::Protocol("the job went while its fire waited".into()));
                 }
                 match fire {
