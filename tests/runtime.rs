@@ -23,7 +23,7 @@ use callbackstream::service::actor_state;
 use callbackstream::service::front_door::REENTRANCY_ID;
 use callbackstream::store::MemoryStore;
 use callbackstream::transport::{InvokeRequest, invoke_outcome};
-use callbackstream::{Error, ManagerActor, RegistrationConfig, Transport};
+use callbackstream::{Error, ManagerActor, RegistrationConfig};
 use common::{App, invoke_response, request_id, start_manager};
 use tokio::time::Instant;
 use tonic::Code;
@@ -53,7 +53,6 @@ async fn app_with(manager: &Addr<ManagerActor>, types: &[&str], settings: ActorS
 /// the turn held until the reply. Spawned, so the test can play the app.
 fn call(
     runtime: &Runtime,
-    _transport: &Transport,
     actor: (&str, &str),
     chain: Option<&str>,
 ) -> actix_rt::task::JoinHandle<Result<Vec<u8>, Error>> {
@@ -94,15 +93,14 @@ async fn settle() {
 async fn t1_calls_to_one_actor_take_turns_in_order_and_other_actors_run_meanwhile() {
     let manager = start_manager();
     let runtime = start_runtime(&manager).await;
-    let transport = Transport::new(manager.clone());
     let mut app = App::register(&manager, &["A"]).await;
 
-    let first = call(&runtime, &transport, ("A", "1"), None);
+    let first = call(&runtime, ("A", "1"), None);
     let first_request = app.next().await;
-    let second = call(&runtime, &transport, ("A", "1"), None);
+    let second = call(&runtime, ("A", "1"), None);
     settle().await;
-    let third = call(&runtime, &transport, ("A", "1"), None);
-    let other = call(&runtime, &transport, ("A", "2"), None);
+    let third = call(&runtime, ("A", "1"), None);
+    let other = call(&runtime, ("A", "2"), None);
     let other_request = app.next().await;
     assert_eq!(
         actor_of(&other_request),
@@ -132,10 +130,9 @@ async fn t1_calls_to_one_actor_take_turns_in_order_and_other_actors_run_meanwhil
 async fn t1_a_caller_whose_deadline_passes_while_waiting_leaves_the_queue() {
     let manager = start_manager();
     let runtime = start_runtime(&manager).await;
-    let transport = Transport::new(manager.clone());
     let mut app = App::register(&manager, &["A"]).await;
 
-    let first = call(&runtime, &transport, ("A", "1"), None);
+    let first = call(&runtime, ("A", "1"), None);
     let first_request = app.next().await;
     let key = ActorKey::new("A", "1");
     let deadline = Instant::now() + Duration::from_millis(200);
@@ -145,7 +142,7 @@ async fn t1_a_caller_whose_deadline_passes_while_waiting_leaves_the_queue() {
         "{waiting:?}"
     );
 
-    let third = call(&runtime, &transport, ("A", "1"), None);
+    let third = call(&runtime, ("A", "1"), None);
     app.answer(invoke_response(request_id(&first_request), "one"))
         .await;
     first.await.unwrap().unwrap();
@@ -177,16 +174,15 @@ fn chain_of(request: &ResponseType) -> Option<String> {
 async fn t3_a_call_of_the_chain_holding_the_turn_enters_and_depth_is_capped() {
     let manager = start_manager();
     let runtime = start_runtime(&manager).await;
-    let transport = Transport::new(manager.clone());
     let mut app = app_with(&manager, &["R"], reentrant(Some(2))).await;
 
-    let outer = call(&runtime, &transport, ("R", "1"), None);
+    let outer = call(&runtime, ("R", "1"), None);
     let outer_request = app.next().await;
     let chain = chain_of(&outer_request).expect("a call that starts a chain gets an id");
     assert!(uuid::Uuid::parse_str(&chain).is_ok(), "{chain}");
 
     // The app calls back into the same actor within the chain: it enters.
-    let inner = call(&runtime, &transport, ("R", "1"), Some(&chain));
+    let inner = call(&runtime, ("R", "1"), Some(&chain));
     let inner_request = app.next().await;
     assert_eq!(chain_of(&inner_request).as_deref(), Some(chain.as_str()));
     // Depth 3 is past the registration's max_stack_depth of 2.
@@ -198,7 +194,7 @@ async fn t3_a_call_of_the_chain_holding_the_turn_enters_and_depth_is_capped() {
         "{too_deep:?}"
     );
     // Another chain waits for the turn.
-    let stranger = call(&runtime, &transport, ("R", "1"), Some("another-chain"));
+    let stranger = call(&runtime, ("R", "1"), Some("another-chain"));
     settle().await;
     app.assert_no_request();
 
@@ -218,17 +214,16 @@ async fn t3_a_call_of_the_chain_holding_the_turn_enters_and_depth_is_capped() {
 async fn t3_without_reentrancy_a_chain_id_waits_like_any_call() {
     let manager = start_manager();
     let runtime = start_runtime(&manager).await;
-    let transport = Transport::new(manager.clone());
     let mut app = App::register(&manager, &["A"]).await;
 
-    let outer = call(&runtime, &transport, ("A", "1"), None);
+    let outer = call(&runtime, ("A", "1"), None);
     let outer_request = app.next().await;
     assert_eq!(
         chain_of(&outer_request),
         None,
         "no chain ids without reentrancy"
     );
-    let inner = call(&runtime, &transport, ("A", "1"), Some("chain"));
+    let inner = call(&runtime, ("A", "1"), Some("chain"));
     settle().await;
     app.assert_no_request();
     app.answer(invoke_response(request_id(&outer_request), "out"))
@@ -244,12 +239,11 @@ async fn t3_without_reentrancy_a_chain_id_waits_like_any_call() {
 async fn d1_an_actor_is_active_from_its_first_turn_and_counted_per_type() {
     let manager = start_manager();
     let runtime = start_runtime(&manager).await;
-    let transport = Transport::new(manager.clone());
     let mut app = App::register(&manager, &["A", "B"]).await;
     assert!(runtime.active_counts().await.unwrap().is_empty());
 
     for actor in [("A", "1"), ("A", "2"), ("A", "1"), ("B", "9")] {
-        let pending = call(&runtime, &transport, actor, None);
+        let pending = call(&runtime, actor, None);
         let request = app.next().await;
         app.answer(invoke_response(request_id(&request), "ok"))
             .await;
@@ -281,11 +275,10 @@ fn unknown_actor(id: &str) -> RequestType {
 async fn d2_an_idle_actor_is_deactivated_within_one_scan_and_a_later_call_reactivates_it() {
     let manager = start_manager();
     let runtime = start_runtime(&manager).await;
-    let transport = Transport::new(manager.clone());
     let idle = Duration::from_secs(1);
     let mut app = app_with(&manager, &["A"], idle_after(idle)).await;
 
-    let pending = call(&runtime, &transport, ("A", "1"), None);
+    let pending = call(&runtime, ("A", "1"), None);
     let request = app.next().await;
     app.answer(invoke_response(request_id(&request), "ok"))
         .await;
@@ -307,7 +300,7 @@ async fn d2_an_idle_actor_is_deactivated_within_one_scan_and_a_later_call_reacti
 
     // A call that arrives meanwhile waits for the deactivation, then
     // activates a fresh instance.
-    let during = call(&runtime, &transport, ("A", "1"), None);
+    let during = call(&runtime, ("A", "1"), None);
     settle().await;
     app.assert_no_request();
     // UNKNOWN: the app had no instance. Done all the same.
@@ -324,10 +317,9 @@ async fn d2_an_idle_actor_is_deactivated_within_one_scan_and_a_later_call_reacti
 async fn d2_a_busy_actor_is_not_deactivated() {
     let manager = start_manager();
     let runtime = start_runtime(&manager).await;
-    let transport = Transport::new(manager.clone());
     let mut app = app_with(&manager, &["A"], idle_after(Duration::from_secs(1))).await;
 
-    let pending = call(&runtime, &transport, ("A", "1"), None);
+    let pending = call(&runtime, ("A", "1"), None);
     let request = app.next().await;
     tokio::time::advance(Duration::from_secs(5)).await;
     settle().await;
@@ -342,9 +334,8 @@ async fn d2_a_busy_actor_is_not_deactivated() {
 async fn d3_when_the_last_host_of_a_type_goes_its_actors_are_dropped_without_deactivation() {
     let manager = start_manager();
     let runtime = start_runtime(&manager).await;
-    let transport = Transport::new(manager.clone());
     let mut app = App::register(&manager, &["A"]).await;
-    let pending = call(&runtime, &transport, ("A", "1"), None);
+    let pending = call(&runtime, ("A", "1"), None);
     let request = app.next().await;
     app.answer(invoke_response(request_id(&request), "ok"))
         .await;
@@ -397,7 +388,6 @@ async fn read(runtime: &Runtime, key: &str) -> Vec<u8> {
 async fn st2_a_transaction_needs_the_actor_active_then_applies_all_or_nothing() {
     let manager = start_manager();
     let runtime = start_runtime(&manager).await;
-    let transport = Transport::new(manager.clone());
     let mut app = App::register(&manager, &["A"]).await;
 
     let refused =
@@ -412,7 +402,7 @@ async fn st2_a_transaction_needs_the_actor_active_then_applies_all_or_nothing() 
         "ST1: nothing stored reads empty"
     );
 
-    let pending = call(&runtime, &transport, ("A", "1"), None);
+    let pending = call(&runtime, ("A", "1"), None);
     let request = app.next().await;
     // Inside the turn, as the SDK does it: state never waits for a turn (T2).
     actor_state::transact(
@@ -450,9 +440,8 @@ async fn st2_a_transaction_needs_the_actor_active_then_applies_all_or_nothing() 
 async fn st3_a_key_with_a_ttl_reports_its_expiry_then_reads_absent() {
     let manager = start_manager();
     let runtime = start_runtime(&manager).await;
-    let transport = Transport::new(manager.clone());
     let mut app = App::register(&manager, &["A"]).await;
-    let pending = call(&runtime, &transport, ("A", "1"), None);
+    let pending = call(&runtime, ("A", "1"), None);
     let request = app.next().await;
     let mut op = operation("upsert", "k", b"v");
     op.metadata.insert("ttlInSeconds".into(), "2".into());
