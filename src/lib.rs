@@ -10,6 +10,7 @@
 //!
 //! See docs/architecture.md for how a request travels through them.
 
+pub mod api;
 pub mod clip;
 pub mod codec;
 pub mod config;
