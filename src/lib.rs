@@ -17,6 +17,7 @@ pub mod config;
 pub mod connection;
 pub mod error;
 pub mod gateway;
+pub mod http;
 pub mod kit;
 pub mod log_throttle;
 pub mod manager;

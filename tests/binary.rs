@@ -38,7 +38,9 @@ impl Drop for Server {
 impl Server {
     fn spawn(args: &[&str], env: &[(&str, String)]) -> Self {
         let mut cmd = Command::new(BIN);
+        // An HTTP port of its own, so that tests (and other gateways) never collide on 3500.
         cmd.arg("serve")
+            .args(["--http-listen", "127.0.0.1:0"])
             .args(args)
             .stdout(Stdio::null())
             .stderr(Stdio::null());
@@ -145,6 +147,7 @@ impl LoggedServer {
     fn spawn(args: &[&str]) -> Self {
         let mut child = Command::new(BIN)
             .arg("serve")
+            .args(["--http-listen", "127.0.0.1:0"])
             .args(args)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())

@@ -9,6 +9,7 @@ use std::time::Duration;
 use callbackstream::config::RegistrationLimits;
 use callbackstream::connection::ConnectionOptions;
 use callbackstream::gateway::{self, GatewaySettings, TlsFiles};
+use callbackstream::http::HttpSettings;
 use callbackstream::runtime::RuntimeOptions;
 use callbackstream::threads::ActorSystem;
 use clap::Args;
@@ -72,6 +73,19 @@ pub struct ServeArgs {
     /// `--data-dir`.)
     #[arg(long)]
     in_memory: bool,
+    /// Address daprd's HTTP actor API listens on [default: 127.0.0.1:$DAPR_HTTP_PORT, else 127.0.0.1:3500]
+    #[arg(long, conflicts_with = "no_http")]
+    http_listen: Option<SocketAddr>,
+    /// Serve gRPC only: no HTTP actor API.
+    #[arg(long)]
+    no_http: bool,
+    /// How long an HTTP client may take to send a request's headers (and an
+    /// HTTP/1.1 connection may sit idle between requests).
+    #[arg(long, default_value = "10s", value_parser = positive_duration)]
+    http_header_timeout: Duration,
+    /// HTTP connections served at once; more are closed as they arrive.
+    #[arg(long, default_value_t = HttpSettings::default().max_connections, value_parser = at_least_one)]
+    max_http_connections: usize,
     /// Token every RPC but health must carry as `dapr-api-token`.
     #[arg(long, env = "DAPR_API_TOKEN", hide_env_values = true)]
     api_token: Option<String>,
@@ -90,6 +104,12 @@ pub async fn run(args: ServeArgs) -> CliResult {
     };
     let listen = args.listen.unwrap_or_else(default_listen);
     let listener = TcpListener::bind(listen)?;
+    let http_listener = match args.no_http {
+        true => None,
+        false => Some(TcpListener::bind(
+            args.http_listen.unwrap_or_else(default_http_listen),
+        )?),
+    };
     let options = ConnectionOptions {
         outbox_capacity: args.outbox,
         max_pending: args.max_pending,
@@ -118,12 +138,21 @@ pub async fn run(args: ServeArgs) -> CliResult {
         runtime: Some(RuntimeOptions {
             idle_scan_interval: args.idle_scan_interval,
         }),
+        // One body limit for both front doors: an HTTP body is what a
+        // gRPC message would carry.
+        http: HttpSettings {
+            max_body_bytes: args.max_message_bytes,
+            header_read_timeout: args.http_header_timeout,
+            max_connections: args.max_http_connections,
+            ..HttpSettings::default()
+        },
         ..GatewaySettings::default()
     };
     if !args.in_memory {
         warn!("no durable store yet: actor state is kept in memory, as with --in-memory");
     }
-    let served = gateway::serve_on(actors.threads(), settings, listener, stop).await;
+    let served =
+        gateway::serve_both_on(actors.threads(), settings, listener, http_listener, stop).await;
     // Stopping the actor threads ends whatever the grace period left open.
     // A thread still busy when the grace is over is not waited for: the
     // process exits without it (main does not wait for blocking tasks).
@@ -150,6 +179,15 @@ fn default_listen() -> SocketAddr {
         .ok()
         .and_then(|p| p.parse::<u16>().ok())
         .unwrap_or(50001);
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+/// Dapr's convention: the sidecar's HTTP port comes from DAPR_HTTP_PORT.
+fn default_http_listen() -> SocketAddr {
+    let port = std::env::var("DAPR_HTTP_PORT")
+        .ok()
+        .and_then(|p| p.parse::<u16>().ok())
+        .unwrap_or(callbackstream::http::DEFAULT_HTTP_PORT);
     SocketAddr::from(([127, 0, 0, 1], port))
 }
 

@@ -93,6 +93,8 @@ fn command(
     let mut command = Command::new(std::env::current_exe()?);
     command
         .args(["serve", "--listen", &addr.to_string(), "--app-id", app_id])
+        // The idle bench measures app streams: no HTTP port to collide on.
+        .arg("--no-http")
         .args(["--max-streams", &max_streams.to_string()])
         .args(["--threads", &threads.to_string()])
         .stdin(Stdio::null())
