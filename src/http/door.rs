@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use http::{Method, Request, StatusCode, Uri};
 use hyper::body::Incoming;
 use tower::ServiceExt;
@@ -47,6 +47,11 @@ impl FrontDoor {
             request.method() == Method::GET && HEALTH_PATHS.contains(&request.uri().path());
         if !exempt && self.token.check(request.headers()).is_err() {
             return plain(StatusCode::UNAUTHORIZED, "invalid api token");
+        }
+        // No route takes HEAD (axum's `get` would answer it): daprd's
+        // fallback does.
+        if request.method() == Method::HEAD {
+            return routes::not_routed().await.into_response();
         }
         match self.router.oneshot(request).await {
             Ok(response) => response,

@@ -76,7 +76,7 @@ pub fn router(ctx: Shared) -> Router {
 
 /// daprd hands whatever no actor route takes to service invocation, which,
 /// with no app id to invoke, answers 404 (facts §0).
-async fn not_routed() -> HttpError {
+pub async fn not_routed() -> HttpError {
     HttpError::new(
         StatusCode::NOT_FOUND,
         "ERR_DIRECT_INVOKE",
