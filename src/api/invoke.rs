@@ -1,6 +1,9 @@
 //! Invoking an actor method (SPEC F2, F3, T1) and describing the gateway
 //! (F4), for both front doors.
 
+use std::future::Future;
+use std::pin::Pin;
+
 use tokio::time::Instant;
 
 use crate::api::{ActorApi, ApiError, names};
@@ -31,22 +34,25 @@ impl ActorApi {
     /// Calls the actor method once the names pass F1. `Err(Call(AppError))`
     /// is the app's own error payload, which each front door hands back as
     /// daprd does.
-    pub async fn invoke(
+    ///
+    /// Boxed, all of it: the gRPC handler's future is boxed once per call by
+    /// tonic, and with the call and the transport's future (or the turn)
+    /// inline it was ~1.6 KiB, past glibc's per-thread cache of small blocks
+    /// (1032 bytes), so every call took malloc's slow path. Two small blocks
+    /// cost less than one large one.
+    pub fn invoke(
         &self,
         call: InvokeRequest,
         deadline: Option<Instant>,
-    ) -> Result<InvokeReply, ApiError> {
-        names::check_invoke(&call.actor_type, &call.actor_id, &call.method)?;
-        // Boxed: the gRPC handler's future is boxed once per call by tonic,
-        // and with the transport's future (or the turn) inline it was
-        // ~1.6 KiB, past glibc's per-thread cache of small blocks (1032
-        // bytes), so every call took malloc's slow path. Two small blocks
-        // cost less than one large one.
-        let outcome = match self.optional_runtime() {
-            Some(runtime) => Box::pin(in_turn(runtime, call, deadline)).await,
-            None => Box::pin(self.transport.invoke(call, deadline)).await,
-        };
-        Ok(outcome?)
+    ) -> Pin<Box<dyn Future<Output = Result<InvokeReply, ApiError>> + Send + '_>> {
+        Box::pin(async move {
+            names::check_invoke(&call.actor_type, &call.actor_id, &call.method)?;
+            let outcome = match self.optional_runtime() {
+                Some(runtime) => in_turn(runtime, call, deadline).await,
+                None => self.transport.invoke(call, deadline).await,
+            };
+            Ok(outcome?)
+        })
     }
 
     /// F4.
