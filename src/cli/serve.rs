@@ -72,6 +72,12 @@ pub struct ServeArgs {
     /// `--data-dir`.)
     #[arg(long)]
     in_memory: bool,
+    /// Address the Prometheus scrape endpoint (`GET /metrics`) listens on.
+    #[arg(long, default_value = "127.0.0.1:9090", conflicts_with = "no_metrics")]
+    metrics_listen: SocketAddr,
+    /// Record no metrics and open no metrics port.
+    #[arg(long)]
+    no_metrics: bool,
     /// Token every RPC but health must carry as `dapr-api-token`.
     #[arg(long, env = "DAPR_API_TOKEN", hide_env_values = true)]
     api_token: Option<String>,
@@ -90,6 +96,10 @@ pub async fn run(args: ServeArgs) -> CliResult {
     };
     let listen = args.listen.unwrap_or_else(default_listen);
     let listener = TcpListener::bind(listen)?;
+    let metrics = match args.no_metrics {
+        true => None,
+        false => Some(serve_metrics(args.metrics_listen).await?),
+    };
     let options = ConnectionOptions {
         outbox_capacity: args.outbox,
         max_pending: args.max_pending,
@@ -124,6 +134,9 @@ pub async fn run(args: ServeArgs) -> CliResult {
         warn!("no durable store yet: actor state is kept in memory, as with --in-memory");
     }
     let served = gateway::serve_on(actors.threads(), settings, listener, stop).await;
+    if let Some(scrapes) = metrics {
+        scrapes.abort();
+    }
     // Stopping the actor threads ends whatever the grace period left open.
     // A thread still busy when the grace is over is not waited for: the
     // process exits without it (main does not wait for blocking tasks).
@@ -138,6 +151,20 @@ pub async fn run(args: ServeArgs) -> CliResult {
     }
     served?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Switches metrics on and serves them on `addr`, until the handle is
+/// aborted. Bound here, before the gateway starts, so a taken port is a
+/// start-up error rather than a gateway without its metrics.
+async fn serve_metrics(addr: SocketAddr) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| std::io::Error::new(e.kind(), format!("metrics listener on {addr}: {e}")))?;
+    info!("metrics on http://{}/metrics", listener.local_addr()?);
+    let metrics = callbackstream::metrics::enable();
+    Ok(tokio::spawn(callbackstream::metrics::endpoint::serve(
+        listener, metrics,
+    )))
 }
 
 /// What stopping idle actor threads is always given, even when draining

@@ -93,6 +93,8 @@ fn command(
     let mut command = Command::new(std::env::current_exe()?);
     command
         .args(["serve", "--listen", &addr.to_string(), "--app-id", app_id])
+        // Metrics on, as a user runs it, on a port nothing else wants.
+        .args(["--metrics-listen", "127.0.0.1:0"])
         .args(["--max-streams", &max_streams.to_string()])
         .args(["--threads", &threads.to_string()])
         .stdin(Stdio::null())

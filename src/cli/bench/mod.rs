@@ -120,6 +120,10 @@ pub struct BenchArgs {
     /// relayed without taking their actor's turn (the relay's own cost).
     #[arg(long, conflicts_with = "addr")]
     relay_only: bool,
+    /// Record no metrics in the in-process gateway (`serve --no-metrics`),
+    /// to measure what recording them costs.
+    #[arg(long, conflicts_with = "addr")]
+    no_metrics: bool,
     /// Print one JSON object on stdout instead of the text report.
     #[arg(long)]
     json: bool,
