@@ -192,17 +192,18 @@ fn write_version(path: &Path) -> io::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use tempfile::TempDir;
+
     use super::*;
 
-    fn temp() -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("cbs-dir-{}", uuid::Uuid::new_v4()));
-        fs::create_dir(&dir).unwrap();
-        dir
+    fn temp() -> TempDir {
+        TempDir::new().unwrap()
     }
 
     #[test]
     fn a_missing_directory_is_created_with_a_version() {
-        let dir = temp().join("nested").join("data");
+        let scratch = temp();
+        let dir = scratch.path().join("nested").join("data");
         let opened = DataDir::open(&dir).unwrap();
         assert_eq!(
             fs::read_to_string(dir.join(VERSION_FILE)).unwrap(),
@@ -213,18 +214,20 @@ mod tests {
 
     #[test]
     fn a_held_directory_is_refused_until_released() {
-        let dir = temp();
-        let first = DataDir::open(&dir).unwrap();
-        assert!(matches!(DataDir::open(&dir), Err(OpenError::InUse(_))));
+        let scratch = temp();
+        let dir = scratch.path();
+        let first = DataDir::open(dir).unwrap();
+        assert!(matches!(DataDir::open(dir), Err(OpenError::InUse(_))));
         drop(first);
-        DataDir::open(&dir).unwrap();
+        DataDir::open(dir).unwrap();
     }
 
     #[test]
     fn a_foreign_directory_is_refused_and_left_alone() {
-        let dir = temp();
+        let scratch = temp();
+        let dir = scratch.path();
         fs::write(dir.join(DB_FILE), b"not ours").unwrap();
-        assert!(matches!(DataDir::open(&dir), Err(OpenError::NotOurs(_))));
+        assert!(matches!(DataDir::open(dir), Err(OpenError::NotOurs(_))));
         let names: Vec<_> = fs::read_dir(&dir)
             .unwrap()
             .map(|e| e.unwrap().file_name())
@@ -234,19 +237,21 @@ mod tests {
 
     #[test]
     fn an_unknown_version_is_refused() {
-        let dir = temp();
+        let scratch = temp();
+        let dir = scratch.path();
         fs::write(dir.join(VERSION_FILE), b"2\n").unwrap();
-        let err = DataDir::open(&dir).unwrap_err();
+        let err = DataDir::open(dir).unwrap_err();
         assert!(matches!(&err, OpenError::UnknownVersion { found, .. } if found == "2"));
         assert!(err.to_string().contains("reads version 1"), "{err}");
     }
 
     #[test]
     fn an_interrupted_initialisation_is_finished() {
-        let dir = temp();
+        let scratch = temp();
+        let dir = scratch.path();
         fs::write(dir.join(LOCK_FILE), b"").unwrap();
         fs::write(dir.join(VERSION_TMP), b"").unwrap();
-        DataDir::open(&dir).unwrap();
+        DataDir::open(dir).unwrap();
         assert!(dir.join(VERSION_FILE).exists());
     }
 }

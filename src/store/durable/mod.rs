@@ -217,16 +217,42 @@ fn create_table(db: &Database) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
-    use std::path::PathBuf;
     use std::sync::Arc;
+
+    use tempfile::TempDir;
 
     use super::*;
 
-    fn temp_dir() -> PathBuf {
-        std::env::temp_dir().join(format!("cbs-store-{}", uuid::Uuid::new_v4()))
+    /// A store in a scratch directory, removed after the store is closed.
+    struct Scratch {
+        store: DurableStore,
+        _dir: TempDir,
     }
 
-    crate::store::contract::contract_tests!(|| {
-        Arc::new(DurableStore::open(&temp_dir()).expect("open")) as Arc<dyn Store>
-    });
+    impl Store for Scratch {
+        fn commit(&self, batch: Batch) -> StoreFuture<()> {
+            self.store.commit(batch)
+        }
+
+        fn get(&self, key: Vec<u8>) -> StoreFuture<Option<Vec<u8>>> {
+            self.store.get(key)
+        }
+
+        fn scan(
+            &self,
+            prefix: Vec<u8>,
+            after: Option<Vec<u8>>,
+            limit: usize,
+        ) -> StoreFuture<Vec<KeyValue>> {
+            self.store.scan(prefix, after, limit)
+        }
+    }
+
+    fn scratch() -> Arc<dyn Store> {
+        let dir = TempDir::new().expect("scratch directory");
+        let store = DurableStore::open(dir.path()).expect("open");
+        Arc::new(Scratch { store, _dir: dir })
+    }
+
+    crate::store::contract::contract_tests!(scratch);
 }
