@@ -228,7 +228,7 @@ mod tests {
         let dir = scratch.path();
         fs::write(dir.join(DB_FILE), b"not ours").unwrap();
         assert!(matches!(DataDir::open(dir), Err(OpenError::NotOurs(_))));
-        let names: Vec<_> = fs::read_dir(&dir)
+        let names: Vec<_> = fs::read_dir(dir)
             .unwrap()
             .map(|e| e.unwrap().file_name())
             .collect();
