@@ -42,7 +42,9 @@ impl Drop for Server {
 impl Server {
     fn spawn(args: &[&str], env: &[(&str, String)]) -> Self {
         let mut cmd = Command::new(BIN);
-        cmd.arg("serve").args(args);
+        // In memory: these tests are about the process, and parallel
+        // gateways must not share (or leave behind) a data directory.
+        cmd.arg("serve").arg("--in-memory").args(args);
         if !args.contains(&"--metrics-listen") {
             cmd.args(METRICS_ANYWHERE);
         }
@@ -151,6 +153,7 @@ impl LoggedServer {
     fn spawn(args: &[&str]) -> Self {
         let mut child = Command::new(BIN)
             .arg("serve")
+            .arg("--in-memory")
             .args(METRICS_ANYWHERE)
             .args(args)
             .env("RUST_LOG", "info")
@@ -174,21 +177,22 @@ impl LoggedServer {
         }
     }
 
-    /// The whole log, once the process has exited: waits for the reader to
-    /// take the last bytes (they may still be in the pipe when `wait` returns).
-    fn log_after_exit(&mut self) -> String {
-        if let Some(reader) = self.reader.take() {
-            reader.join().unwrap();
-        }
-        self.log_text()
-    }
-
     fn log_bytes(&self) -> usize {
         self.log.lock().unwrap().len()
     }
 
     fn log_text(&self) -> String {
         String::from_utf8_lossy(&self.log.lock().unwrap()).into_owned()
+    }
+
+    /// The whole log of a process that has exited: waits for the reader to
+    /// reach the end of it (the exit can be seen before the last bytes are
+    /// read).
+    fn final_log_text(&mut self) -> String {
+        if let Some(reader) = self.reader.take() {
+            reader.join().unwrap();
+        }
+        self.log_text()
     }
 }
 
@@ -332,7 +336,7 @@ fn zero_durations_and_limits_are_refused_at_start() {
         let code = server.server.exit_code_within(Duration::from_secs(10));
         assert_eq!(code, Some(2), "{flag} is refused");
         let name = flag.split('=').next().unwrap();
-        let said = server.log_after_exit();
+        let said = server.final_log_text();
         assert!(
             said.contains(name) && said.contains("must be"),
             "{flag}: {said}"

@@ -95,6 +95,9 @@ fn command(
         .args(["serve", "--listen", &addr.to_string(), "--app-id", app_id])
         // Metrics on, as a user runs it, on a port nothing else wants.
         .args(["--metrics-listen", "127.0.0.1:0"])
+        // These modes measure the relay and the turns; the durable store
+        // has its own mode.
+        .arg("--in-memory")
         .args(["--max-streams", &max_streams.to_string()])
         .args(["--threads", &threads.to_string()])
         .stdin(Stdio::null())
