@@ -35,7 +35,7 @@ use crate::runtime::{Runtime, RuntimeOptions};
 use crate::server::{self, ConnectionServer, Grpc, Http2, Http2Settings, TlsSetupError};
 use crate::service::router::{Named, Services};
 use crate::service::{DaprService, TokenCheck};
-use crate::store::MemoryStore;
+use crate::store::{MemoryStore, Store};
 use crate::threads::ActorThreads;
 
 /// The service name gRPC health reports on, besides the server as a whole ("").
@@ -75,6 +75,10 @@ pub struct GatewaySettings {
     pub runtime: Option<RuntimeOptions>,
     /// The HTTP front door's limits, when it has a listener.
     pub http: HttpSettings,
+    /// Where the runtime keeps actor state and reminders (SPEC P1): the
+    /// binary opens a `DurableStore` unless `--in-memory`; the default is a
+    /// fresh `MemoryStore`, for embedding and tests.
+    pub store: Arc<dyn Store>,
 }
 
 #[derive(Debug, Clone)]
@@ -98,6 +102,7 @@ impl Default for GatewaySettings {
             registration_limits: RegistrationLimits::default(),
             runtime: Some(RuntimeOptions::default()),
             http: HttpSettings::default(),
+            store: Arc::new(MemoryStore::new()),
         }
     }
 }
@@ -317,9 +322,7 @@ impl Gateway {
         let stopping = CancellationToken::new();
         let mut dapr = DaprService::new(manager.clone(), settings.app_id.clone());
         if let Some(options) = settings.runtime {
-            // State in memory until the durable store lands (issue 13).
-            let store = Arc::new(MemoryStore::new());
-            let runtime = Runtime::start(&manager, store, options)
+            let runtime = Runtime::start(&manager, settings.store.clone(), options)
                 .await
                 .map_err(|e| GatewayError::Runtime(e.to_string()))?;
             dapr = dapr.with_runtime(runtime);

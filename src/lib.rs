@@ -21,6 +21,7 @@ pub mod http;
 pub mod kit;
 pub mod log_throttle;
 pub mod manager;
+pub mod metrics;
 pub mod pending;
 pub mod proto;
 pub mod runtime;

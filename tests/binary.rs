@@ -16,6 +16,10 @@ use tonic::transport::Endpoint;
 
 const BIN: &str = env!("CARGO_BIN_EXE_callbackstream");
 
+/// Tests run side by side: each `serve` puts its metrics on a port of its
+/// own unless the test names one.
+const METRICS_ANYWHERE: [&str; 2] = ["--metrics-listen", "127.0.0.1:0"];
+
 /// A loopback port nobody listens on right now.
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -38,12 +42,17 @@ impl Drop for Server {
 impl Server {
     fn spawn(args: &[&str], env: &[(&str, String)]) -> Self {
         let mut cmd = Command::new(BIN);
-        // An HTTP port of its own, so that tests (and other gateways) never collide on 3500.
+        // In memory: these tests are about the process, and parallel
+        // gateways must not share (or leave behind) a data directory. An
+        // HTTP port of its own, so that tests never collide on 3500.
         cmd.arg("serve")
+            .arg("--in-memory")
             .args(["--http-listen", "127.0.0.1:0"])
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
+            .args(args);
+        if !args.contains(&"--metrics-listen") {
+            cmd.args(METRICS_ANYWHERE);
+        }
+        cmd.stdout(Stdio::null()).stderr(Stdio::null());
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -141,12 +150,15 @@ async fn serve_honours_dapr_grpc_port() {
 struct LoggedServer {
     server: Server,
     log: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl LoggedServer {
     fn spawn(args: &[&str]) -> Self {
         let mut child = Command::new(BIN)
             .arg("serve")
+            .arg("--in-memory")
+            .args(METRICS_ANYWHERE)
             .args(["--http-listen", "127.0.0.1:0"])
             .args(args)
             .env("RUST_LOG", "info")
@@ -157,7 +169,7 @@ impl LoggedServer {
         let mut stderr = child.stderr.take().unwrap();
         let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let sink = log.clone();
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             let mut chunk = [0u8; 64 * 1024];
             while let Ok(n @ 1..) = std::io::Read::read(&mut stderr, &mut chunk) {
                 sink.lock().unwrap().extend_from_slice(&chunk[..n]);
@@ -166,6 +178,7 @@ impl LoggedServer {
         LoggedServer {
             server: Server(child),
             log,
+            reader: Some(reader),
         }
     }
 
@@ -175,6 +188,16 @@ impl LoggedServer {
 
     fn log_text(&self) -> String {
         String::from_utf8_lossy(&self.log.lock().unwrap()).into_owned()
+    }
+
+    /// The whole log of a process that has exited: waits for the reader to
+    /// reach the end of it (the exit can be seen before the last bytes are
+    /// read).
+    fn final_log_text(&mut self) -> String {
+        if let Some(reader) = self.reader.take() {
+            reader.join().unwrap();
+        }
+        self.log_text()
     }
 }
 
@@ -318,10 +341,68 @@ fn zero_durations_and_limits_are_refused_at_start() {
         let code = server.server.exit_code_within(Duration::from_secs(10));
         assert_eq!(code, Some(2), "{flag} is refused");
         let name = flag.split('=').next().unwrap();
-        let said = server.log_text();
+        let said = server.final_log_text();
         assert!(
             said.contains(name) && said.contains("must be"),
             "{flag}: {said}"
         );
     }
+}
+
+/// `serve` serves its metrics on `--metrics-listen`, counting the app that
+/// connected; a metrics port already taken is refused at start (exit 1, the
+/// listener named), rather than a gateway running without its metrics.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_exports_metrics_and_refuses_a_taken_metrics_port() {
+    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let metrics = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let args = [
+        "--listen",
+        &addr.to_string(),
+        "--metrics-listen",
+        &metrics.to_string(),
+    ];
+    let _server = Server::spawn(&args, &[]);
+    wait_until_listening(addr).await;
+    let channel = Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let _app = AppHost::connect(channel, AppHostOptions::echo(["Echo"]))
+        .await
+        .unwrap();
+    let scrape = scrape_metrics(metrics).await;
+    assert!(
+        scrape.contains("\ncallbackstream_app_streams 1\n"),
+        "{scrape}"
+    );
+
+    let taken = Command::new(BIN)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            &metrics.to_string(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(taken.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&taken.stderr);
+    assert!(
+        stderr.contains(&format!("metrics listener on {metrics}")),
+        "{stderr}"
+    );
+}
+
+/// GET /metrics over a plain TCP stream.
+async fn scrape_metrics(addr: SocketAddr) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = "GET /metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n";
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    response
 }

@@ -11,6 +11,8 @@ use callbackstream::connection::ConnectionOptions;
 use callbackstream::gateway::{self, GatewaySettings, TlsFiles};
 use callbackstream::http::HttpSettings;
 use callbackstream::runtime::RuntimeOptions;
+use callbackstream::store::durable::{FORMAT_VERSION, OpenError};
+use callbackstream::store::{DurableStore, MemoryStore, Store};
 use callbackstream::threads::ActorSystem;
 use clap::Args;
 use log::{info, warn};
@@ -68,9 +70,17 @@ pub struct ServeArgs {
     /// How often idle actors are looked for and deactivated.
     #[arg(long, default_value = "1s", value_parser = positive_duration)]
     idle_scan_interval: Duration,
+    /// Directory of the durable store: actor state and reminders, kept across
+    /// restarts. Created if missing; refused if another gateway holds it, if
+    /// it is of an unknown format version, or if its database is corrupt.
+    #[arg(
+        long,
+        default_value = "callbackstream-data",
+        conflicts_with = "in_memory"
+    )]
+    data_dir: PathBuf,
     /// Keep actor state and reminders in memory only: they last as long as
-    /// the process. (For now the only store; the durable one comes with
-    /// `--data-dir`.)
+    /// the process, and no directory is used.
     #[arg(long)]
     in_memory: bool,
     /// Address daprd's HTTP actor API listens on [default: 127.0.0.1:$DAPR_HTTP_PORT, else 127.0.0.1:3500]
@@ -86,6 +96,12 @@ pub struct ServeArgs {
     /// HTTP connections served at once; more are closed as they arrive.
     #[arg(long, default_value_t = HttpSettings::default().max_connections, value_parser = at_least_one)]
     max_http_connections: usize,
+    /// Address the Prometheus scrape endpoint (`GET /metrics`) listens on.
+    #[arg(long, default_value = "127.0.0.1:9090", conflicts_with = "no_metrics")]
+    metrics_listen: SocketAddr,
+    /// Record no metrics and open no metrics port.
+    #[arg(long)]
+    no_metrics: bool,
     /// Token every RPC but health must carry as `dapr-api-token`.
     #[arg(long, env = "DAPR_API_TOKEN", hide_env_values = true)]
     api_token: Option<String>,
@@ -102,6 +118,9 @@ pub async fn run(args: ServeArgs) -> CliResult {
             let _ = stopped_by.set(Instant::now() + grace);
         }
     };
+    // Before listening: a refused directory must not look like a gateway
+    // that started, even for a moment.
+    let store = open_store(&args)?;
     let listen = args.listen.unwrap_or_else(default_listen);
     let listener = TcpListener::bind(listen)?;
     let http_listener = match args.no_http {
@@ -109,6 +128,10 @@ pub async fn run(args: ServeArgs) -> CliResult {
         false => Some(TcpListener::bind(
             args.http_listen.unwrap_or_else(default_http_listen),
         )?),
+    };
+    let metrics = match args.no_metrics {
+        true => None,
+        false => Some(serve_metrics(args.metrics_listen).await?),
     };
     let options = ConnectionOptions {
         outbox_capacity: args.outbox,
@@ -138,6 +161,7 @@ pub async fn run(args: ServeArgs) -> CliResult {
         runtime: Some(RuntimeOptions {
             idle_scan_interval: args.idle_scan_interval,
         }),
+        store,
         // One body limit for both front doors: an HTTP body is what a
         // gRPC message would carry.
         http: HttpSettings {
@@ -148,11 +172,11 @@ pub async fn run(args: ServeArgs) -> CliResult {
         },
         ..GatewaySettings::default()
     };
-    if !args.in_memory {
-        warn!("no durable store yet: actor state is kept in memory, as with --in-memory");
-    }
     let served =
         gateway::serve_both_on(actors.threads(), settings, listener, http_listener, stop).await;
+    if let Some(scrapes) = metrics {
+        scrapes.abort();
+    }
     // Stopping the actor threads ends whatever the grace period left open.
     // A thread still busy when the grace is over is not waited for: the
     // process exits without it (main does not wait for blocking tasks).
@@ -167,6 +191,34 @@ pub async fn run(args: ServeArgs) -> CliResult {
     }
     served?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Switches metrics on and serves them on `addr`, until the handle is
+/// aborted. Bound here, before the gateway starts, so a taken port is a
+/// start-up error rather than a gateway without its metrics.
+async fn serve_metrics(addr: SocketAddr) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| std::io::Error::new(e.kind(), format!("metrics listener on {addr}: {e}")))?;
+    info!("metrics on http://{}/metrics", listener.local_addr()?);
+    let metrics = callbackstream::metrics::enable();
+    Ok(tokio::spawn(callbackstream::metrics::endpoint::serve(
+        listener, metrics,
+    )))
+}
+
+/// The store `--in-memory` or `--data-dir` asks for.
+fn open_store(args: &ServeArgs) -> Result<Arc<dyn Store>, OpenError> {
+    if args.in_memory {
+        info!("store: in memory (--in-memory): nothing is kept across restarts");
+        return Ok(Arc::new(MemoryStore::new()));
+    }
+    let store = DurableStore::open(&args.data_dir)?;
+    info!(
+        "store: {} (format version {FORMAT_VERSION})",
+        args.data_dir.display()
+    );
+    Ok(Arc::new(store))
 }
 
 /// What stopping idle actor threads is always given, even when draining

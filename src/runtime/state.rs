@@ -37,6 +37,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::RwLock;
 
+use crate::metrics;
 use crate::runtime::clock::Clock;
 use crate::store::{Batch, Store, StoreError, namespace};
 
@@ -169,6 +170,7 @@ impl StateError {
             | TtlNotInteger(_)
             | TtlOutOfRange(_) => tonic::Code::InvalidArgument,
             Store(StoreError::Closed) => tonic::Code::Unavailable,
+            Store(StoreError::Busy) => tonic::Code::ResourceExhausted,
             Store(_) | Corrupt(_) => tonic::Code::Internal,
         }
     }
@@ -227,6 +229,21 @@ impl ActorState {
     /// validated before any is written, then all are committed as one batch,
     /// in order (a later operation on a key wins).
     pub async fn transact(
+        &self,
+        actor_type: &str,
+        actor_id: &str,
+        operations: Vec<Operation>,
+    ) -> Result<(), StateError> {
+        let started = tokio::time::Instant::now();
+        let result = self.apply(actor_type, actor_id, operations).await;
+        if let Some(m) = metrics::get() {
+            let committed = result.is_ok().then(|| started.elapsed().as_secs_f64());
+            m.state_transaction(committed);
+        }
+        result
+    }
+
+    async fn apply(
         &self,
         actor_type: &str,
         actor_id: &str,

@@ -93,6 +93,11 @@ fn command(
     let mut command = Command::new(std::env::current_exe()?);
     command
         .args(["serve", "--listen", &addr.to_string(), "--app-id", app_id])
+        // Metrics on, as a user runs it, on a port nothing else wants.
+        .args(["--metrics-listen", "127.0.0.1:0"])
+        // These modes measure the relay and the turns; the durable store
+        // has its own mode.
+        .arg("--in-memory")
         // The idle bench measures app streams: no HTTP port to collide on.
         .arg("--no-http")
         .args(["--max-streams", &max_streams.to_string()])

@@ -86,6 +86,8 @@ struct Settings {
     actor_runtime: Option<bool>,
     /// Whether the load also goes through the HTTP front door (`--http`).
     http: bool,
+    /// Whether the in-process gateway records metrics.
+    metrics: Option<bool>,
     baseline_threads: Option<usize>,
     apps: usize,
     callers: usize,
@@ -154,6 +156,7 @@ fn settings(args: &BenchArgs) -> Settings {
         gateway_threads: args.addr.is_none().then_some(args.threads),
         actor_runtime: args.addr.is_none().then_some(!args.relay_only),
         http: args.http,
+        metrics: args.addr.is_none().then_some(!args.no_metrics),
         baseline_threads: args.baseline.map(|_| baseline_threads(args)),
         apps: args.apps,
         callers: args.callers,
@@ -198,6 +201,10 @@ async fn measure_gateway(args: &BenchArgs) -> Result<(Measurement, Option<Measur
     let (hosted, target) = match &args.addr {
         Some(addr) => (None, external_target(addr, args.pid)),
         None => {
+            // As `serve` runs: metrics recorded unless told otherwise.
+            if !args.no_metrics {
+                callbackstream::metrics::enable();
+            }
             let settings = GatewaySettings {
                 app_id: "bench".into(),
                 // As `serve` runs: every call takes its actor's turn.

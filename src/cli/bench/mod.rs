@@ -125,6 +125,10 @@ pub struct BenchArgs {
     /// after the gRPC run, and report HTTP's calls/s against gRPC's.
     #[arg(long, conflicts_with_all = ["addr", "idle", "actors", "timers"])]
     http: bool,
+    /// Record no metrics in the in-process gateway (`serve --no-metrics`),
+    /// to measure what recording them costs.
+    #[arg(long, conflicts_with = "addr")]
+    no_metrics: bool,
     /// Print one JSON object on stdout instead of the text report.
     #[arg(long)]
     json: bool,

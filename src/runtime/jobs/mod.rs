@@ -34,7 +34,7 @@ pub mod timer;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use actix::prelude::*;
 use actix_rt::ArbiterHandle;
@@ -48,6 +48,7 @@ use super::scheduler::DeadlineQueue;
 use super::table::{ActorKey, ActorTable, IsHosted, TableEvent, Watch};
 use crate::clip::Clipped;
 use crate::error::Error;
+use crate::metrics::{self, JobKind};
 use crate::store::{Batch, Store, StoreError};
 use crate::transport::{FireOutcome, ReminderRequest, TimerRequest, Transport};
 pub use error::JobError;
@@ -318,7 +319,9 @@ impl JobsActor {
 
     fn remove_timer(&mut self, id: &JobId) {
         if let Some(named) = self.timers.get_mut(&id.actor) {
-            named.remove(&id.name);
+            if named.remove(&id.name).is_some() {
+                count_jobs(JobKind::Timer, &id.actor, -1);
+            }
             if named.is_empty() {
                 self.timers.remove(&id.actor);
             }
@@ -328,7 +331,9 @@ impl JobsActor {
 
     /// D2, D3: an actor's timers go with it.
     fn remove_actor_timers(&mut self, actor: &ActorKey) {
-        for (name, _) in self.timers.remove(actor).unwrap_or_default() {
+        let named = self.timers.remove(actor).unwrap_or_default();
+        count_jobs(JobKind::Timer, actor, -(named.len() as i64));
+        for (name, _) in named {
             let id = JobId {
                 actor: actor.clone(),
                 name,
@@ -346,6 +351,7 @@ impl JobsActor {
             return;
         };
         let (request, generation) = (live.job.request(&id), live.generation);
+        record_lateness(JobKind::Timer, live.job.schedule.due(), self.clock.now());
         let job = (Job::Timer(id.clone()), generation);
         self.spawn_fire(job, Fire::Timer(request), ctx, move |this, outcome, ctx| {
             this.timer_fired(id, generation, outcome, ctx)
@@ -363,6 +369,7 @@ impl JobsActor {
         let Some(live) = self.timer(&id).filter(|l| l.generation == generation) else {
             return; // replaced or removed while it fired
         };
+        record_fired(JobKind::Timer, &id.actor, &outcome);
         match outcome {
             Ok(FireOutcome::Continue) => {}
             Ok(FireOutcome::Cancel) => return self.remove_timer(&id),
@@ -384,7 +391,9 @@ impl JobsActor {
         let due = reminder.schedule.due();
         let live = self.live(reminder);
         let generation = live.generation;
-        self.reminders.insert(id.clone(), live);
+        if self.reminders.insert(id.clone(), live).is_none() {
+            count_jobs(JobKind::Reminder, &id.actor, 1);
+        }
         self.enqueue(Job::Reminder(id), due, ctx);
         generation
     }
@@ -396,7 +405,9 @@ impl JobsActor {
         &mut self,
         id: &JobId,
     ) -> futures::future::BoxFuture<'static, Result<(), StoreError>> {
-        self.reminders.remove(id);
+        if self.reminders.remove(id).is_some() {
+            count_jobs(JobKind::Reminder, &id.actor, -1);
+        }
         self.queue.remove(&Job::Reminder(id.clone()));
         let mut batch = Batch::new();
         batch.delete(reminder::key(id));
@@ -414,6 +425,7 @@ impl JobsActor {
             parked.push((id, generation));
             return;
         }
+        record_lateness(JobKind::Reminder, live.job.schedule.due(), self.clock.now());
         let fire = Fire::Reminder(live.job.request(&id));
         let job = (Job::Reminder(id.clone()), generation);
         self.spawn_fire(job, fire, ctx, move |this, outcome, ctx| {
@@ -436,6 +448,7 @@ impl JobsActor {
         else {
             return; // replaced or removed while it fired
         };
+        record_fired(JobKind::Reminder, &id.actor, &outcome);
         match outcome {
             Ok(FireOutcome::Continue) => live.failures = 0,
             // RM4: cancel deletes it.
@@ -516,6 +529,27 @@ impl JobsActor {
             .into_actor(this)
         });
         ctx.spawn(firing.map(move |outcome, this, ctx| done(this, outcome, ctx)));
+    }
+}
+
+fn count_jobs(kind: JobKind, actor: &ActorKey, change: i64) {
+    if let Some(m) = metrics::get() {
+        m.jobs_registered(kind, &actor.actor_type, change);
+    }
+}
+
+/// How late a fire leaves the scheduler: retries of a failed reminder count
+/// from the tick they retry (their due time has not moved).
+fn record_lateness(kind: JobKind, due: SystemTime, now: SystemTime) {
+    if let Some(m) = metrics::get() {
+        let late = now.duration_since(due).unwrap_or_default();
+        m.job_sent(kind, late.as_secs_f64());
+    }
+}
+
+fn record_fired(kind: JobKind, actor: &ActorKey, outcome: &Result<FireOutcome, Error>) {
+    if let Some(m) = metrics::get() {
+        m.job_fired(kind, &actor.actor_type, outcome.is_ok());
     }
 }
 
@@ -601,7 +635,9 @@ impl Handler<AddTimer> for JobsActor {
         let due = msg.timer.schedule.due();
         let live = self.live(msg.timer);
         let named = self.timers.entry(msg.id.actor.clone()).or_default();
-        named.insert(msg.id.name.clone(), live);
+        if named.insert(msg.id.name.clone(), live).is_none() {
+            count_jobs(JobKind::Timer, &msg.id.actor, 1);
+        }
         self.enqueue(Job::Timer(msg.id), due, ctx);
     }
 }
@@ -678,6 +714,7 @@ impl Handler<Forget> for JobsActor {
         let current = self.reminders.get(&msg.id).map(|l| l.generation);
         if current == Some(msg.generation) {
             self.reminders.remove(&msg.id);
+            count_jobs(JobKind::Reminder, &msg.id.actor, -1);
             self.queue.remove(&Job::Reminder(msg.id));
             self.rearm(ctx);
         }
