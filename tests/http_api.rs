@@ -776,3 +776,36 @@ async fn h_shutdown_ends_http_connections_within_the_grace() {
     harness::promptly(gw.shutdown()).await.unwrap();
     drop(tcp);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h_a_caller_that_hangs_up_mid_call_leaves_nothing_pending() {
+    watch_panics();
+    let gw =
+        TestGateway::start_with_http(GatewaySettings::default(), Hosting::ActorThreads(1)).await;
+    let (_app, mut requests) = gw.holding_app(&["Counter"]).await;
+    let mut tcp = TcpStream::connect(gw.http_addr.unwrap()).await.unwrap();
+    let request =
+        format!("POST {ACTOR}/method/m HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi");
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    // The call reached the app, which holds it unanswered.
+    let held = harness::promptly(requests.recv()).await.unwrap();
+    assert!(matches!(held, ResponseType::InvokeRequest(_)), "{held:?}");
+    assert_eq!(gw.pending().await, 1);
+    drop(tcp);
+    // The hang-up drops the call: its pending entry goes (R10), and the
+    // actor's turn with it, so the next call is served.
+    harness::eventually("the pending entry to go", || async {
+        gw.pending().await == 0
+    })
+    .await;
+    let client = Client::new(gw.http_addr.unwrap());
+    let next =
+        tokio::spawn(async move { client.post(&format!("{ACTOR}/method/m"), "again").await });
+    let ResponseType::InvokeRequest(second) = harness::promptly(requests.recv()).await.unwrap()
+    else {
+        panic!("expected the second call to reach the app");
+    };
+    assert_eq!(second.data, b"again");
+    drop(next);
+    assert_eq!(server_panics(), 0);
+}
