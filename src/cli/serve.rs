@@ -125,7 +125,7 @@ pub async fn run(args: ServeArgs) -> CliResult {
     let listener = TcpListener::bind(listen)?;
     let http_listener = match args.no_http {
         true => None,
-        false => Some(TcpListener::bind(
+        false => Some(bind_http(
             args.http_listen.unwrap_or_else(default_http_listen),
         )?),
     };
@@ -191,6 +191,15 @@ pub async fn run(args: ServeArgs) -> CliResult {
     }
     served?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The HTTP API's listener; a taken port says which listener it was (3500
+/// is often taken by a daprd on the same machine).
+fn bind_http(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).map_err(|e| {
+        let hint = "(--http-listen to choose another, --no-http for none)";
+        std::io::Error::new(e.kind(), format!("HTTP listener on {addr}: {e} {hint}"))
+    })
 }
 
 /// Switches metrics on and serves them on `addr`, until the handle is

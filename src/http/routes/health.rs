@@ -131,3 +131,53 @@ pub async fn metadata(State(ctx): State<Shared>) -> Response {
     );
     response
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use actix::Actor;
+    use axum::body::Body;
+    use http::Request;
+    use http_body_util::BodyExt;
+    use tokio_util::sync::CancellationToken;
+    use tower::ServiceExt;
+
+    use crate::api::ActorApi;
+    use crate::http::routes::{Ctx, router};
+    use crate::manager::ManagerActor;
+    use crate::transport::Transport;
+
+    /// Readiness ends when shutdown begins: both health routes say so with
+    /// daprd's errorCodes, while the listener still answers.
+    #[actix_rt::test]
+    async fn health_is_not_ready_once_shutdown_begins() {
+        let stopping = CancellationToken::new();
+        let ctx = Ctx {
+            api: ActorApi::new(Transport::new(ManagerActor::default().start()), "app"),
+            max_body_bytes: 1024,
+            token_checked: false,
+            stopping: stopping.clone(),
+        };
+        let routes = router(Arc::new(ctx));
+        let get = |path: &'static str| {
+            let routes = routes.clone();
+            async move {
+                let request = Request::get(path).body(Body::empty()).unwrap();
+                let response = routes.oneshot(request).await.unwrap();
+                let status = response.status().as_u16();
+                let body = response.into_body().collect().await.unwrap().to_bytes();
+                (status, String::from_utf8_lossy(&body).into_owned())
+            }
+        };
+        assert_eq!(get("/v1.0/healthz").await.0, 204);
+        assert_eq!(get("/v1.0/healthz/outbound").await.0, 204);
+        stopping.cancel();
+        let (status, body) = get("/v1.0/healthz").await;
+        assert_eq!(status, 500);
+        assert!(body.contains("ERR_HEALTH_NOT_READY"), "{body}");
+        let (status, body) = get("/v1.0/healthz/outbound").await;
+        assert_eq!(status, 500);
+        assert!(body.contains("ERR_OUTBOUND_HEALTH_NOT_READY"), "{body}");
+    }
+}
