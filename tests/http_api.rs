@@ -280,6 +280,19 @@ async fn h_state_get_of_a_missing_key_is_204() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h_state_get_that_fails_is_500_state_get() {
+    let (_gw, client) = gateway(GatewaySettings::default()).await;
+    // A key past the store's key limit (4 KiB) is refused by the store.
+    let key = "k".repeat(5000);
+    let reply = client.get(&format!("{ACTOR}/state/{key}")).await;
+    let message = reply.assert_error(500, "ERR_ACTOR_STATE_GET");
+    assert!(
+        message.starts_with("error getting actor state: "),
+        "{message}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h_state_transaction_on_an_inactive_actor_is_400_instance_missing() {
     let (gw, client) = gateway(GatewaySettings::default()).await;
     let _app = scripted_app(&gw, &["Counter"]).await;
@@ -463,6 +476,48 @@ async fn h_reserved_actor_types_are_403_on_state_reminder_and_timer_routes() {
         .assert_error(403, "ERR_ACTOR_TYPE_RESERVED");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h_a_reentrant_call_past_the_stack_depth_is_500_stack_depth() {
+    watch_panics();
+    let gw =
+        TestGateway::start_with_http(GatewaySettings::default(), Hosting::ActorThreads(1)).await;
+    let client = Client::new(gw.http_addr.unwrap());
+    let (tx, mut requests) = tokio::sync::mpsc::unbounded_channel();
+    let mut options = AppHostOptions::echo(["Counter"]).with_handler(move |request| {
+        let _ = tx.send(request);
+        None
+    });
+    options.registration.reentrancy = Some(callbackstream::proto::ActorReentrancyConfig {
+        enabled: true,
+        max_stack_depth: Some(1),
+    });
+    let _app = gw.app(options).await;
+    let outer = {
+        let client = client.clone();
+        tokio::spawn(async move { client.post(&format!("{ACTOR}/method/m"), "").await })
+    };
+    let ResponseType::InvokeRequest(held) = harness::promptly(requests.recv()).await.unwrap()
+    else {
+        panic!("expected the outer call");
+    };
+    let chain = held
+        .metadata
+        .get("Dapr-Reentrancy-Id")
+        .expect("a chain id")
+        .clone();
+    // The same chain calls back into the actor: depth 2, past the registration's 1.
+    let inner = client
+        .send(
+            Method::POST,
+            &format!("{ACTOR}/method/m"),
+            &[("dapr-reentrancy-id", &chain)],
+            Bytes::new(),
+        )
+        .await;
+    inner.assert_error(500, "ERR_ACTOR_STACK_DEPTH");
+    drop(outer);
+}
+
 // ---- health, metadata, fallbacks ------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -615,8 +670,15 @@ async fn h_an_over_size_body_is_400_not_413() {
     assert!(message.contains("stream too large"), "{message}");
     let state = client.post(&format!("{ACTOR}/state"), big.clone()).await;
     state.assert_error(400, "ERR_MALFORMED_REQUEST");
-    let reminder = client.post(&format!("{ACTOR}/reminders/r"), big).await;
+    let reminder = client
+        .post(&format!("{ACTOR}/reminders/r"), big.clone())
+        .await;
     reminder.assert_error(400, "ERR_MALFORMED_REQUEST");
+    // A DELETE's body, which daprd reads and ignores: ERR_BODY_READ.
+    let delete = client
+        .send(Method::DELETE, &format!("{ACTOR}/timers/t"), &[], big)
+        .await;
+    delete.assert_error(400, "ERR_BODY_READ");
     // Just within the limit is fine.
     let fits = client
         .post(&format!("{ACTOR}/method/echo"), vec![b'y'; 1024])
