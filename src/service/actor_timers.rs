@@ -15,7 +15,6 @@ use crate::proto::{
     GetActorReminderRequest, GetActorReminderResponse, RegisterActorReminderRequest,
     RegisterActorTimerRequest, UnregisterActorReminderRequest, UnregisterActorTimerRequest,
 };
-use crate::runtime::data;
 use crate::runtime::jobs::{FailurePolicy, ReminderSpec, TimerSpec};
 
 pub use crate::api::names::MAX_NAME_BYTES;
@@ -38,6 +37,7 @@ pub async fn register_timer(
         ttl: r.ttl,
         callback: r.callback,
         data: r.data,
+        data_is_json: false,
     };
     api.register_timer(job(&r.actor_type, &r.actor_id, &r.name), spec)
         .await
@@ -66,6 +66,7 @@ pub async fn register_reminder(
         period: r.period,
         ttl: r.ttl,
         data: r.data,
+        data_is_json: false,
         // RM2: unset means replace.
         overwrite: r.overwrite.unwrap_or(true),
         policy,
@@ -104,6 +105,6 @@ pub async fn get_reminder(
         due_time: set(schedule.due_time()),
         period: set(schedule.period()),
         ttl: set(schedule.ttl()),
-        data: data::encode(&reminder.data),
+        data: reminder.data_any(),
     }))
 }

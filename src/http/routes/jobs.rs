@@ -1,11 +1,11 @@
 //! Reminders (`/v1.0/actors/{type}/{id}/reminders/{name}`: create, get,
 //! delete) and timers (`…/timers/{name}`: create, delete), facts §1, §4.
 //!
-//! `data` is stored as the gRPC RPCs store theirs: daprd keeps HTTP data as
-//! its JSON text and gRPC bytes as the JSON string of their base64, so the
-//! two meet when the HTTP data is a base64 string (what the Python SDK
-//! sends). That is the form taken here; other JSON is refused (a deviation,
-//! docs/protocol.md).
+//! `data` is any JSON, kept as its text (as daprd keeps it) and sent to the
+//! app as that text in the BytesValue Any. daprd keeps gRPC bytes as the JSON
+//! string of their base64, so a base64 string over HTTP (what the Python SDK
+//! sends) is the same data as its bytes over gRPC: it is stored as those
+//! bytes, and both protocols read it back alike.
 
 use std::time::Duration;
 
@@ -78,15 +78,14 @@ pub async fn create_timer(State(ctx): State<Shared>, request: Request) -> Respon
         Ok(read) => read,
         Err(refused) => return refused.into_response(),
     };
-    let spec = match job_data(body.data) {
-        Ok(data) => TimerSpec {
-            due_time: body.due_time.unwrap_or_default(),
-            period: body.period.unwrap_or_default(),
-            ttl: body.ttl.unwrap_or_default(),
-            callback: body.callback.unwrap_or_default(),
-            data,
-        },
-        Err(refused) => return refused.into_response(),
+    let (data, data_is_json) = job_data(body.data);
+    let spec = TimerSpec {
+        due_time: body.due_time.unwrap_or_default(),
+        period: body.period.unwrap_or_default(),
+        ttl: body.ttl.unwrap_or_default(),
+        callback: body.callback.unwrap_or_default(),
+        data,
+        data_is_json,
     };
     let outcome = ctx.api.register_timer(job(&names), spec).await;
     answer(outcome, Op::TimerCreate)
@@ -127,7 +126,12 @@ pub async fn get_reminder(State(ctx): State<Shared>, request: Request) -> Respon
     body.insert("actorID".into(), names.actor_id.clone().into());
     body.insert("actorType".into(), names.actor_type.clone().into());
     if !reminder.data.is_empty() {
-        body.insert("data".into(), STANDARD.encode(&reminder.data).into());
+        let data = match reminder.data_is_json {
+            // Stored from a parsed value, so it parses back.
+            true => serde_json::from_slice(&reminder.data).unwrap_or(Value::Null),
+            false => STANDARD.encode(&reminder.data).into(),
+        };
+        body.insert("data".into(), data);
     }
     for (key, value) in [
         ("dueTime", schedule.due_time()),
@@ -191,11 +195,13 @@ async fn read_delete(ctx: &Shared, request: Request) -> Result<ActorPath, Refuse
 }
 
 fn reminder_spec(body: ReminderBody) -> Result<ReminderSpec, HttpError> {
+    let (data, data_is_json) = job_data(body.data);
     Ok(ReminderSpec {
         due_time: body.due_time.unwrap_or_default(),
         period: body.period.unwrap_or_default(),
         ttl: body.ttl.unwrap_or_default(),
-        data: job_data(body.data)?,
+        data,
+        data_is_json,
         // RM2: unset means replace.
         overwrite: body.overwrite.unwrap_or(true),
         policy: match body.failure_policy {
@@ -205,22 +211,20 @@ fn reminder_spec(body: ReminderBody) -> Result<ReminderSpec, HttpError> {
     })
 }
 
-/// The bytes a timer's or reminder's JSON `data` stands for: none for
-/// none or `null`, the decoded bytes of a base64 string.
-fn job_data(data: Option<Value>) -> Result<Vec<u8>, HttpError> {
+/// A timer's or reminder's JSON `data` as the runtime keeps it, and whether
+/// it is JSON text: none for none or `null`; the bytes of a canonical base64
+/// string (the same data as those bytes over gRPC); else the JSON text, as
+/// Go would write the value.
+fn job_data(data: Option<Value>) -> (Vec<u8>, bool) {
     match data {
-        None | Some(Value::Null) => Ok(Vec::new()),
+        None | Some(Value::Null) => (Vec::new(), false),
         Some(Value::String(text)) => match STANDARD.decode(&text) {
-            // Only canonical base64 stores the same as daprd would.
-            Ok(bytes) if STANDARD.encode(&bytes) == text => Ok(bytes),
-            _ => Err(unsupported_data()),
+            // Only canonical base64 is what daprd would store for the bytes.
+            Ok(bytes) if STANDARD.encode(&bytes) == text => (bytes, false),
+            _ => (json::marshal(&Value::String(text)), true),
         },
-        Some(_) => Err(unsupported_data()),
+        Some(other) => (json::marshal(&other), true),
     }
-}
-
-fn unsupported_data() -> HttpError {
-    HttpError::malformed("data must be null or a base64 string (other JSON is not supported)")
 }
 
 fn failure_policy(policy: PolicyBody) -> Result<FailurePolicy, HttpError> {
@@ -255,12 +259,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn job_data_is_base64_or_nothing() {
-        assert_eq!(job_data(None).unwrap(), b"");
-        assert_eq!(job_data(Some(Value::Null)).unwrap(), b"");
-        assert_eq!(job_data(Some("cnN0YXRl".into())).unwrap(), b"rstate");
-        assert!(job_data(Some("not base64!".into())).is_err());
-        assert!(job_data(Some(serde_json::json!({"n": 7}))).is_err());
+    fn job_data_is_bytes_for_base64_and_json_text_for_the_rest() {
+        assert_eq!(job_data(None), (Vec::new(), false));
+        assert_eq!(job_data(Some(Value::Null)), (Vec::new(), false));
+        assert_eq!(
+            job_data(Some("cnN0YXRl".into())),
+            (b"rstate".to_vec(), false)
+        );
+        assert_eq!(
+            job_data(Some("not base64!".into())),
+            (b"\"not base64!\"".to_vec(), true)
+        );
+        assert_eq!(
+            job_data(Some(serde_json::json!({"n": 7, "a": [1.0]}))),
+            (b"{\"a\":[1],\"n\":7}".to_vec(), true)
+        );
     }
 
     #[test]
