@@ -34,7 +34,7 @@ use crate::runtime::{Runtime, RuntimeOptions};
 use crate::server::{self, Http2, Http2Settings, TlsSetupError};
 use crate::service::router::{Named, Services};
 use crate::service::{DaprService, TokenCheck};
-use crate::store::MemoryStore;
+use crate::store::{MemoryStore, Store};
 use crate::threads::ActorThreads;
 
 /// The service name gRPC health reports on, besides the server as a whole ("").
@@ -72,6 +72,10 @@ pub struct GatewaySettings {
     /// The actor runtime (SPEC §8); `None` relays only (calls do not take
     /// turns, and the runtime's RPCs answer UNIMPLEMENTED).
     pub runtime: Option<RuntimeOptions>,
+    /// Where the runtime keeps actor state and reminders (SPEC P1): the
+    /// binary opens a `DurableStore` unless `--in-memory`; the default is a
+    /// fresh `MemoryStore`, for embedding and tests.
+    pub store: Arc<dyn Store>,
 }
 
 #[derive(Debug, Clone)]
@@ -94,6 +98,7 @@ impl Default for GatewaySettings {
             max_streams: crate::service::DEFAULT_MAX_STREAMS,
             registration_limits: RegistrationLimits::default(),
             runtime: Some(RuntimeOptions::default()),
+            store: Arc::new(MemoryStore::new()),
         }
     }
 }
@@ -241,9 +246,7 @@ impl Gateway {
         let stopping = CancellationToken::new();
         let mut dapr = DaprService::new(manager.clone(), settings.app_id.clone());
         if let Some(options) = settings.runtime {
-            // State in memory until the durable store lands (issue 13).
-            let store = Arc::new(MemoryStore::new());
-            let runtime = Runtime::start(&manager, store, options)
+            let runtime = Runtime::start(&manager, settings.store.clone(), options)
                 .await
                 .map_err(|e| GatewayError::Runtime(e.to_string()))?;
             dapr = dapr.with_runtime(runtime);

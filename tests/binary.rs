@@ -38,7 +38,10 @@ impl Drop for Server {
 impl Server {
     fn spawn(args: &[&str], env: &[(&str, String)]) -> Self {
         let mut cmd = Command::new(BIN);
+        // In memory: these tests are about the process, and parallel
+        // gateways must not share (or leave behind) a data directory.
         cmd.arg("serve")
+            .arg("--in-memory")
             .args(args)
             .stdout(Stdio::null())
             .stderr(Stdio::null());
@@ -139,12 +142,14 @@ async fn serve_honours_dapr_grpc_port() {
 struct LoggedServer {
     server: Server,
     log: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl LoggedServer {
     fn spawn(args: &[&str]) -> Self {
         let mut child = Command::new(BIN)
             .arg("serve")
+            .arg("--in-memory")
             .args(args)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
@@ -154,7 +159,7 @@ impl LoggedServer {
         let mut stderr = child.stderr.take().unwrap();
         let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let sink = log.clone();
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             let mut chunk = [0u8; 64 * 1024];
             while let Ok(n @ 1..) = std::io::Read::read(&mut stderr, &mut chunk) {
                 sink.lock().unwrap().extend_from_slice(&chunk[..n]);
@@ -163,6 +168,7 @@ impl LoggedServer {
         LoggedServer {
             server: Server(child),
             log,
+            reader: Some(reader),
         }
     }
 
@@ -172,6 +178,16 @@ impl LoggedServer {
 
     fn log_text(&self) -> String {
         String::from_utf8_lossy(&self.log.lock().unwrap()).into_owned()
+    }
+
+    /// The whole log of a process that has exited: waits for the reader to
+    /// reach the end of it (the exit can be seen before the last bytes are
+    /// read).
+    fn final_log_text(&mut self) -> String {
+        if let Some(reader) = self.reader.take() {
+            reader.join().unwrap();
+        }
+        self.log_text()
     }
 }
 
@@ -315,7 +331,7 @@ fn zero_durations_and_limits_are_refused_at_start() {
         let code = server.server.exit_code_within(Duration::from_secs(10));
         assert_eq!(code, Some(2), "{flag} is refused");
         let name = flag.split('=').next().unwrap();
-        let said = server.log_text();
+        let said = server.final_log_text();
         assert!(
             said.contains(name) && said.contains("must be"),
             "{flag}: {said}"

@@ -10,6 +10,8 @@ use callbackstream::config::RegistrationLimits;
 use callbackstream::connection::ConnectionOptions;
 use callbackstream::gateway::{self, GatewaySettings, TlsFiles};
 use callbackstream::runtime::RuntimeOptions;
+use callbackstream::store::durable::{FORMAT_VERSION, OpenError};
+use callbackstream::store::{DurableStore, MemoryStore, Store};
 use callbackstream::threads::ActorSystem;
 use clap::Args;
 use log::{info, warn};
@@ -67,9 +69,17 @@ pub struct ServeArgs {
     /// How often idle actors are looked for and deactivated.
     #[arg(long, default_value = "1s", value_parser = positive_duration)]
     idle_scan_interval: Duration,
+    /// Directory of the durable store: actor state and reminders, kept across
+    /// restarts. Created if missing; refused if another gateway holds it, if
+    /// it is of an unknown format version, or if its database is corrupt.
+    #[arg(
+        long,
+        default_value = "callbackstream-data",
+        conflicts_with = "in_memory"
+    )]
+    data_dir: PathBuf,
     /// Keep actor state and reminders in memory only: they last as long as
-    /// the process. (For now the only store; the durable one comes with
-    /// `--data-dir`.)
+    /// the process, and no directory is used.
     #[arg(long)]
     in_memory: bool,
     /// Token every RPC but health must carry as `dapr-api-token`.
@@ -88,6 +98,9 @@ pub async fn run(args: ServeArgs) -> CliResult {
             let _ = stopped_by.set(Instant::now() + grace);
         }
     };
+    // Before listening: a refused directory must not look like a gateway
+    // that started, even for a moment.
+    let store = open_store(&args)?;
     let listen = args.listen.unwrap_or_else(default_listen);
     let listener = TcpListener::bind(listen)?;
     let options = ConnectionOptions {
@@ -118,11 +131,9 @@ pub async fn run(args: ServeArgs) -> CliResult {
         runtime: Some(RuntimeOptions {
             idle_scan_interval: args.idle_scan_interval,
         }),
+        store,
         ..GatewaySettings::default()
     };
-    if !args.in_memory {
-        warn!("no durable store yet: actor state is kept in memory, as with --in-memory");
-    }
     let served = gateway::serve_on(actors.threads(), settings, listener, stop).await;
     // Stopping the actor threads ends whatever the grace period left open.
     // A thread still busy when the grace is over is not waited for: the
@@ -138,6 +149,20 @@ pub async fn run(args: ServeArgs) -> CliResult {
     }
     served?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The store `--in-memory` or `--data-dir` asks for.
+fn open_store(args: &ServeArgs) -> Result<Arc<dyn Store>, OpenError> {
+    if args.in_memory {
+        info!("store: in memory (--in-memory): nothing is kept across restarts");
+        return Ok(Arc::new(MemoryStore::new()));
+    }
+    let store = DurableStore::open(&args.data_dir)?;
+    info!(
+        "store: {} (format version {FORMAT_VERSION})",
+        args.data_dir.display()
+    );
+    Ok(Arc::new(store))
 }
 
 /// What stopping idle actor threads is always given, even when draining

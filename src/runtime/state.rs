@@ -172,6 +172,7 @@ impl StateError {
             | TtlNotInteger(_)
             | TtlOutOfRange(_) => tonic::Code::InvalidArgument,
             Store(StoreError::Closed) => tonic::Code::Unavailable,
+            Store(StoreError::Busy) => tonic::Code::ResourceExhausted,
             Store(_) | Corrupt(_) => tonic::Code::Internal,
         }
     }

@@ -34,6 +34,7 @@
 //! Namespaces: every key starts with one namespace byte from [`namespace`],
 //! so the users of one store can never read or overwrite each other's keys.
 
+pub mod durable;
 pub mod memory;
 
 #[cfg(test)]
@@ -43,6 +44,7 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 
+pub use durable::DurableStore;
 pub use memory::MemoryStore;
 
 /// The first byte of every key, one per user of the store. Kept in one place
@@ -80,6 +82,13 @@ pub trait Store: Send + Sync + 'static {
         after: Option<Vec<u8>>,
         limit: usize,
     ) -> StoreFuture<Vec<KeyValue>>;
+}
+
+// So that settings holding a store can derive Debug without printing it.
+impl std::fmt::Debug for dyn Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("dyn Store")
+    }
 }
 
 /// One write of a batch.
@@ -142,6 +151,11 @@ pub enum StoreError {
     /// be read or written.
     #[error("store is closed")]
     Closed,
+
+    /// Too many writes are waiting for the disk; this one was refused and
+    /// had no effect.
+    #[error("store is busy: too many writes waiting")]
+    Busy,
 
     /// The backend failed (I/O, a full disk); the operation had no effect.
     #[error("store failed: {0}")]

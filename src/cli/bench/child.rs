@@ -93,6 +93,9 @@ fn command(
     let mut command = Command::new(std::env::current_exe()?);
     command
         .args(["serve", "--listen", &addr.to_string(), "--app-id", app_id])
+        // These modes measure the relay and the turns; the durable store
+        // has its own mode.
+        .arg("--in-memory")
         .args(["--max-streams", &max_streams.to_string()])
         .args(["--threads", &threads.to_string()])
         .stdin(Stdio::null())

@@ -48,6 +48,7 @@ impl JobError {
             JobError::ReminderNotFound(_) => Code::NotFound,
             JobError::Invalid(_) => Code::InvalidArgument,
             JobError::Store(StoreError::Closed) | JobError::ShuttingDown => Code::Unavailable,
+            JobError::Store(StoreError::Busy) => Code::ResourceExhausted,
             JobError::Store(_) => Code::Internal,
         }
     }
