@@ -132,9 +132,7 @@ impl Jobs {
         };
         let actor = JobsActor::start_in_arbiter(arbiter, move |ctx| {
             let mut actor = actor;
-            for (id, r) in stored {
-                actor.put_reminder(id, r, ctx);
-            }
+            actor.restore_stored(stored, ctx);
             actor
         });
         table.do_send(Watch(actor.clone().recipient()));
@@ -143,6 +141,12 @@ impl Jobs {
             table,
             clock,
         })
+    }
+
+    /// Stops the timers and reminders: nothing fires from here on, and the
+    /// actor lets go of the store. Reminders stay stored.
+    pub fn stop(&self) {
+        self.actor.do_send(Stop);
     }
 
     /// RegisterActorTimer (TM1, TM2): replaces a timer of the same name.
@@ -386,16 +390,62 @@ impl JobsActor {
         }
     }
 
-    /// Keeps `reminder` in memory and queues it; the store is the caller's.
-    fn put_reminder(&mut self, id: JobId, reminder: Reminder, ctx: &mut Context<Self>) -> u64 {
-        let due = reminder.schedule.due();
-        let live = self.live(reminder);
-        let generation = live.generation;
-        if self.reminders.insert(id.clone(), live).is_none() {
+    /// Every reminder enters the map here, and leaves it through
+    /// [`drop_reminder`](Self::drop_reminder), so the metrics' count of
+    /// reminders follows the map.
+    fn keep_reminder(&mut self, id: JobId, live: Live<Reminder>) -> Option<Live<Reminder>> {
+        if !self.reminders.contains_key(&id) {
             count_jobs(JobKind::Reminder, &id.actor, 1);
         }
-        self.enqueue(Job::Reminder(id), due, ctx);
-        generation
+        self.reminders.insert(id, live)
+    }
+
+    fn drop_reminder(&mut self, id: &JobId) -> Option<Live<Reminder>> {
+        let dropped = self.reminders.remove(id);
+        if dropped.is_some() {
+            count_jobs(JobKind::Reminder, &id.actor, -1);
+        }
+        dropped
+    }
+
+    /// P3: every stored reminder, queued for its stored due time; one that
+    /// fell due while the gateway was down is due now, and fires once (its
+    /// type has no host yet, so it is parked until one registers, RM5). The
+    /// wake-up is armed once, after all are queued.
+    fn restore_stored(&mut self, stored: Vec<(JobId, Reminder)>, ctx: &mut Context<Self>) {
+        self.reminders.reserve(stored.len());
+        for (id, reminder) in stored {
+            let at = self.clock.instant_at(reminder.schedule.due());
+            let live = self.live(reminder);
+            self.keep_reminder(id.clone(), live);
+            self.queue.insert(Job::Reminder(id), at);
+        }
+        self.rearm(ctx);
+    }
+
+    /// Queues a reminder in memory for its next due time.
+    fn queue_reminder(&mut self, id: JobId, ctx: &mut Context<Self>) {
+        if let Some(live) = self.reminders.get(&id) {
+            let due = live.job.schedule.due();
+            self.enqueue(Job::Reminder(id), due, ctx);
+        }
+    }
+
+    /// A registration's commit failed: the store still holds what it held
+    /// before, so memory goes back to that too, and the reminder it replaced
+    /// is queued again. If a fire of that one was out, its report may have
+    /// come (and been ignored) meanwhile, so it is queued whatever: a store
+    /// failing is rare, and firing twice is better than never again (RM5).
+    fn restore(&mut self, id: JobId, replaced: Option<Live<Reminder>>, ctx: &mut Context<Self>) {
+        match replaced {
+            Some(old) => {
+                self.keep_reminder(id.clone(), old);
+                self.queue_reminder(id, ctx);
+            }
+            None => {
+                self.drop_reminder(&id);
+            }
+        }
     }
 
     /// Forgets a reminder and deletes it from the store; the commit is
@@ -405,9 +455,7 @@ impl JobsActor {
         &mut self,
         id: &JobId,
     ) -> futures::future::BoxFuture<'static, Result<(), StoreError>> {
-        if self.reminders.remove(id).is_some() {
-            count_jobs(JobKind::Reminder, &id.actor, -1);
-        }
+        self.drop_reminder(id);
         self.queue.remove(&Job::Reminder(id.clone()));
         let mut batch = Batch::new();
         batch.delete(reminder::key(id));
@@ -623,6 +671,18 @@ impl Handler<TableEvent> for JobsActor {
 
 #[derive(Message)]
 #[rtype(result = "()")]
+struct Stop;
+
+impl Handler<Stop> for JobsActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Stop, ctx: &mut Self::Context) {
+        ctx.stop();
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
 struct AddTimer {
     id: JobId,
     timer: Timer,
@@ -670,6 +730,13 @@ struct AddReminder {
 impl Handler<AddReminder> for JobsActor {
     type Result = MessageResult<AddReminder>;
 
+    /// The commit is handed over here, so store writes keep the order of
+    /// the messages. The new reminder replaces the old one in memory at
+    /// once (so reports of the old one's fires are ignored from here on,
+    /// and write nothing over it), but it is queued only once its commit is
+    /// durable: a reminder fires only if a restart would have kept it. The
+    /// outcome is handled on this actor, not in the RPC's future, so a
+    /// caller that goes away meanwhile changes nothing.
     fn handle(&mut self, msg: AddReminder, ctx: &mut Self::Context) -> Self::Result {
         use futures::FutureExt;
         let AddReminder {
@@ -684,40 +751,23 @@ impl Handler<AddReminder> for JobsActor {
         let mut batch = Batch::new();
         batch.put(reminder::key(&id), reminder.to_value());
         let commit = self.store.commit(batch);
-        let generation = self.put_reminder(id.clone(), reminder, ctx);
-        let jobs = ctx.address();
-        MessageResult(
-            async move {
-                // Not in the store: not registered either.
-                commit.await.map_err(|e| {
-                    jobs.do_send(Forget { id, generation });
-                    JobError::Store(e)
-                })
+        let live = self.live(reminder);
+        let generation = live.generation;
+        let replaced = self.keep_reminder(id.clone(), live);
+        self.queue.remove(&Job::Reminder(id.clone()));
+        self.rearm(ctx);
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        let settle = commit.into_actor(self).map(move |result, this, ctx| {
+            if this.is_current(&Job::Reminder(id.clone()), generation) {
+                match &result {
+                    Ok(()) => this.queue_reminder(id, ctx),
+                    Err(_) => this.restore(id, replaced, ctx),
+                }
             }
-            .boxed(),
-        )
-    }
-}
-
-/// A reminder whose registration's commit failed leaves memory too.
-#[derive(Message)]
-#[rtype(result = "()")]
-struct Forget {
-    id: JobId,
-    generation: u64,
-}
-
-impl Handler<Forget> for JobsActor {
-    type Result = ();
-
-    fn handle(&mut self, msg: Forget, ctx: &mut Self::Context) {
-        let current = self.reminders.get(&msg.id).map(|l| l.generation);
-        if current == Some(msg.generation) {
-            self.reminders.remove(&msg.id);
-            count_jobs(JobKind::Reminder, &msg.id.actor, -1);
-            self.queue.remove(&Job::Reminder(msg.id));
-            self.rearm(ctx);
-        }
+            let _ = answer.send(result.map_err(JobError::Store));
+        });
+        ctx.spawn(settle);
+        MessageResult(async move { answered.await.unwrap_or(Err(JobError::ShuttingDown)) }.boxed())
     }
 }
 
