@@ -34,6 +34,7 @@ async fn start_runtime(manager: &Addr<ManagerActor>) -> Runtime {
     tokio::time::pause();
     let options = RuntimeOptions {
         idle_scan_interval: SCAN,
+        ..RuntimeOptions::default()
     };
     Runtime::start(manager, Arc::new(MemoryStore::new()), options)
         .await

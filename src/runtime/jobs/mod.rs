@@ -61,6 +61,27 @@ pub use timer::Timer;
 /// reminder), and the job goes on.
 pub const FIRE_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// How many timers and how many reminders the gateway keeps at most (P4):
+/// each costs memory (and a reminder a stored record) for as long as it
+/// lives, and actor ids are free for the asking, so without a bound an app
+/// (or a caller) could register them until the process runs out.
+/// Reminders restored at start are all kept, over the bound or not: they
+/// were accepted once; the bound refuses new registrations only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JobLimits {
+    pub max_timers: usize,
+    pub max_reminders: usize,
+}
+
+impl Default for JobLimits {
+    fn default() -> Self {
+        JobLimits {
+            max_timers: 1_000_000,
+            max_reminders: 1_000_000,
+        }
+    }
+}
+
 /// One timer or reminder: the actor and the name it was registered under.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct JobId {
@@ -115,6 +136,7 @@ impl Jobs {
         transport: Transport,
         store: Arc<dyn Store>,
         clock: Clock,
+        limits: JobLimits,
     ) -> Result<Jobs, StoreError> {
         let stored = reminder::load_all(store.as_ref()).await?;
         let actor = JobsActor {
@@ -129,6 +151,8 @@ impl Jobs {
             hosted: HashSet::new(),
             parked: HashMap::new(),
             next_generation: 0,
+            limits,
+            timer_count: 0,
         };
         let actor = JobsActor::start_in_arbiter(arbiter, move |ctx| {
             let mut actor = actor;
@@ -164,7 +188,7 @@ impl Jobs {
             callback: spec.callback,
             data: data::encode(&spec.data),
         };
-        self.ask(AddTimer { id, timer }).await
+        self.ask(AddTimer { id, timer }).await?
     }
 
     /// UnregisterActorTimer: idempotent, whoever hosts the type.
@@ -261,6 +285,9 @@ pub struct JobsActor {
     /// the generation they fell due in.
     parked: HashMap<String, Vec<(JobId, u64)>>,
     next_generation: u64,
+    limits: JobLimits,
+    /// Timers in `timers`, all actors together (the map is per actor).
+    timer_count: usize,
 }
 
 /// A registered job and its registration's generation.
@@ -324,6 +351,7 @@ impl JobsActor {
     fn remove_timer(&mut self, id: &JobId) {
         if let Some(named) = self.timers.get_mut(&id.actor) {
             if named.remove(&id.name).is_some() {
+                self.timer_count -= 1;
                 count_jobs(JobKind::Timer, &id.actor, -1);
             }
             if named.is_empty() {
@@ -336,6 +364,7 @@ impl JobsActor {
     /// D2, D3: an actor's timers go with it.
     fn remove_actor_timers(&mut self, actor: &ActorKey) {
         let named = self.timers.remove(actor).unwrap_or_default();
+        self.timer_count -= named.len();
         count_jobs(JobKind::Timer, actor, -(named.len() as i64));
         for (name, _) in named {
             let id = JobId {
@@ -682,23 +711,32 @@ impl Handler<Stop> for JobsActor {
 }
 
 #[derive(Message)]
-#[rtype(result = "()")]
+#[rtype(result = "Result<(), JobError>")]
 struct AddTimer {
     id: JobId,
     timer: Timer,
 }
 
 impl Handler<AddTimer> for JobsActor {
-    type Result = ();
+    type Result = Result<(), JobError>;
 
-    fn handle(&mut self, msg: AddTimer, ctx: &mut Self::Context) {
+    fn handle(&mut self, msg: AddTimer, ctx: &mut Self::Context) -> Self::Result {
+        let replaces = self.timer(&msg.id).is_some();
+        if !replaces && self.timer_count >= self.limits.max_timers {
+            return Err(JobError::TooMany {
+                what: "timers",
+                limit: self.limits.max_timers,
+            });
+        }
         let due = msg.timer.schedule.due();
         let live = self.live(msg.timer);
         let named = self.timers.entry(msg.id.actor.clone()).or_default();
         if named.insert(msg.id.name.clone(), live).is_none() {
+            self.timer_count += 1;
             count_jobs(JobKind::Timer, &msg.id.actor, 1);
         }
         self.enqueue(Job::Timer(msg.id), due, ctx);
+        Ok(())
     }
 }
 
@@ -744,9 +782,17 @@ impl Handler<AddReminder> for JobsActor {
             reminder,
             overwrite,
         } = msg;
-        if !overwrite && self.reminders.contains_key(&id) {
+        let replaces = self.reminders.contains_key(&id);
+        if !overwrite && replaces {
             let exists = JobError::ReminderExists(id.name);
             return MessageResult(futures::future::ready(Err(exists)).boxed());
+        }
+        if !replaces && self.reminders.len() >= self.limits.max_reminders {
+            let full = JobError::TooMany {
+                what: "reminders",
+                limit: self.limits.max_reminders,
+            };
+            return MessageResult(futures::future::ready(Err(full)).boxed());
         }
         let mut batch = Batch::new();
         batch.put(reminder::key(&id), reminder.to_value());
