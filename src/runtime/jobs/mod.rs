@@ -45,7 +45,7 @@ use super::clock::Clock;
 use super::data;
 use super::schedule::Schedule;
 use super::scheduler::DeadlineQueue;
-use super::table::{ActorKey, ActorTable, IsHosted, TableEvent, Watch};
+use super::table::{ActorKey, ActorTable, IsHosted, REENTRANCY_ID, TableEvent, Watch};
 use crate::clip::Clipped;
 use crate::error::Error;
 use crate::metrics::{self, JobKind};
@@ -593,12 +593,12 @@ impl JobsActor {
             // fire queued behind a deactivation or an invoke.
             let gone = !this.is_current(&job, generation);
             async move {
-                let _turn = turn?;
+                let turn = turn?;
                 if gone {
                     // Never seen: `done` drops reports of jobs not current.
                     return Err(Error::Protocol("the job went while its fire waited".into()));
                 }
-                match fire {
+                match fire.in_chain(turn.chain()) {
                     Fire::Timer(r) => transport.timer(r, Some(deadline)).await,
                     Fire::Reminder(r) => transport.reminder(r, Some(deadline)).await,
                 }
@@ -634,6 +634,23 @@ fn record_fired(kind: JobKind, actor: &ActorKey, outcome: &Result<FireOutcome, E
 enum Fire {
     Timer(TimerRequest),
     Reminder(ReminderRequest),
+}
+
+impl Fire {
+    /// With reentrancy on, a fire starts a chain like a top-level call (T3):
+    /// its turn's chain id goes in the metadata, so that the callback's own
+    /// calls back into this actor enter instead of waiting for the turn the
+    /// fire holds.
+    fn in_chain(mut self, chain: Option<&str>) -> Fire {
+        if let Some(chain) = chain {
+            let metadata = match &mut self {
+                Fire::Timer(r) => &mut r.metadata,
+                Fire::Reminder(r) => &mut r.metadata,
+            };
+            metadata.insert(REENTRANCY_ID.to_owned(), chain.to_owned());
+        }
+        self
+    }
 }
 
 /// A store write nobody waits for (a reminder's progress): a failure is
