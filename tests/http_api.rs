@@ -903,3 +903,31 @@ async fn h_a_caller_that_hangs_up_mid_call_leaves_nothing_pending() {
     drop(next);
     assert_eq!(server_panics(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h_a_timer_past_the_gateway_cap_is_429_and_changes_nothing() {
+    let mut settings = GatewaySettings::default();
+    let mut runtime = callbackstream::runtime::RuntimeOptions::default();
+    runtime.job_limits.max_timers = 1;
+    settings.runtime = Some(runtime);
+    let (gw, client) = gateway(settings).await;
+    let _app = scripted_app(&gw, &["Counter"]).await;
+    let body = || json(json!({"dueTime": "1h"}));
+    assert_eq!(
+        client
+            .put(&format!("{ACTOR}/timers/a"), body())
+            .await
+            .status,
+        204
+    );
+    let refused = client.put(&format!("{ACTOR}/timers/b"), body()).await;
+    refused.assert_error(429, "ERR_ACTOR_TIMER_CREATE");
+    // Replacing the one kept is not one more.
+    assert_eq!(
+        client
+            .put(&format!("{ACTOR}/timers/a"), body())
+            .await
+            .status,
+        204
+    );
+}

@@ -10,8 +10,8 @@ mod harness;
 
 use callbackstream::metrics::{self, endpoint};
 use callbackstream::proto::{
-    ExecuteActorStateTransactionRequest, InvokeActorRequest, RegisterActorTimerRequest,
-    TransactionalActorStateOperation,
+    ExecuteActorStateTransactionRequest, InvokeActorRequest, RegisterActorReminderRequest,
+    RegisterActorTimerRequest, TransactionalActorStateOperation,
 };
 use harness::{TestGateway, eventually};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -84,6 +84,15 @@ async fn a_scrape_follows_streams_calls_actors_timers_and_state() {
         ..Default::default()
     };
     client.register_actor_timer(timer).await.unwrap();
+    let reminder = RegisterActorReminderRequest {
+        actor_type: "Metered".into(),
+        actor_id: "2".into(),
+        name: "nudge".into(),
+        due_time: "0s".into(),
+        period: "1h".into(),
+        ..Default::default()
+    };
+    client.register_actor_reminder(reminder).await.unwrap();
     let operation = TransactionalActorStateOperation {
         operation_type: "upsert".into(),
         key: "k".into(),
@@ -104,9 +113,15 @@ async fn a_scrape_follows_streams_calls_actors_timers_and_state() {
         .unwrap();
 
     let fired = "dapr_runtime_actor_timers_fired_total{actor_type=\"Metered\",success=\"true\"}";
-    eventually("the timer's fire to be counted", || async {
-        scrape(addr).await.contains(&format!("{fired} 1"))
-    })
+    let reminded =
+        "dapr_runtime_actor_reminders_fired_total{actor_type=\"Metered\",success=\"true\"}";
+    eventually(
+        "the timer's and the reminder's fires to be counted",
+        || async {
+            let s = scrape(addr).await;
+            s.contains(&format!("{fired} 1")) && s.contains(&format!("{reminded} 1"))
+        },
+    )
     .await;
     let s = scrape(addr).await;
     assert_eq!(value(&s, "callbackstream_app_streams"), 1.0);
@@ -123,6 +138,10 @@ async fn a_scrape_follows_streams_calls_actors_timers_and_state() {
     assert_eq!(value(&s, active), 2.0);
     let registered = "dapr_runtime_actor_timers{actor_type=\"Metered\"}";
     assert_eq!(value(&s, registered), 1.0);
+    let reminders = "dapr_runtime_actor_reminders{actor_type=\"Metered\"}";
+    assert_eq!(value(&s, reminders), 1.0);
+    let late = "callbackstream_reminder_fire_lateness_seconds_count";
+    assert_eq!(value(&s, late), 1.0);
     assert_eq!(
         value(&s, "callbackstream_timer_fire_lateness_seconds_count"),
         1.0
@@ -140,6 +159,7 @@ async fn a_scrape_follows_streams_calls_actors_timers_and_state() {
     let gone = "dapr_runtime_actor_deactivated_total{actor_type=\"Metered\"}";
     assert_eq!(value(&s, gone), 2.0);
     assert_eq!(value(&s, registered), 0.0, "the timer went with its actor");
+    assert_eq!(value(&s, reminders), 1.0, "the reminder stays, stored");
     gateway.shutdown().await.unwrap();
 }
 

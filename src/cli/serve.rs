@@ -10,7 +10,7 @@ use callbackstream::config::RegistrationLimits;
 use callbackstream::connection::ConnectionOptions;
 use callbackstream::gateway::{self, GatewaySettings, TlsFiles};
 use callbackstream::http::HttpSettings;
-use callbackstream::runtime::RuntimeOptions;
+use callbackstream::runtime::{JobLimits, RuntimeOptions};
 use callbackstream::store::durable::{FORMAT_VERSION, OpenError};
 use callbackstream::store::{DurableStore, MemoryStore, Store};
 use callbackstream::threads::ActorSystem;
@@ -70,6 +70,14 @@ pub struct ServeArgs {
     /// How often idle actors are looked for and deactivated.
     #[arg(long, default_value = "1s", value_parser = positive_duration)]
     idle_scan_interval: Duration,
+    /// Timers the gateway keeps at most, all actors together; more are refused
+    /// (RESOURCE_EXHAUSTED).
+    #[arg(long, default_value_t = JobLimits::default().max_timers, value_parser = at_least_one)]
+    max_timers: usize,
+    /// Reminders the gateway keeps at most, all actors together; more are
+    /// refused (RESOURCE_EXHAUSTED). Those restored at start are all kept.
+    #[arg(long, default_value_t = JobLimits::default().max_reminders, value_parser = at_least_one)]
+    max_reminders: usize,
     /// Directory of the durable store: actor state and reminders, kept across
     /// restarts. Created if missing; refused if another gateway holds it, if
     /// it is of an unknown format version, or if its database is corrupt.
@@ -160,6 +168,10 @@ pub async fn run(args: ServeArgs) -> CliResult {
         },
         runtime: Some(RuntimeOptions {
             idle_scan_interval: args.idle_scan_interval,
+            job_limits: JobLimits {
+                max_timers: args.max_timers,
+                max_reminders: args.max_reminders,
+            },
         }),
         store,
         // One body limit for both front doors: an HTTP body is what a

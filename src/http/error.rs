@@ -85,7 +85,7 @@ impl HttpError {
         match error {
             ApiError::Invalid(message) => HttpError::bad_request(message),
             ApiError::Call(e) => call_error(e, op),
-            ApiError::State(e) => failed(op, e),
+            ApiError::State(e) => failed_as(op, e.code(), e),
             ApiError::Job(e) => job_error(e, op),
             ApiError::ActorNotActive => HttpError::new(
                 StatusCode::BAD_REQUEST,
@@ -121,6 +121,19 @@ fn op_failure(op: Op) -> (&'static str, &'static str) {
 /// 500 with `op`'s errorCode, the cause after its prefix (unless the cause
 /// already says it, as the runtime's job errors do).
 fn failed(op: Op, cause: impl std::fmt::Display) -> HttpError {
+    failed_as(op, Code::Internal, cause)
+}
+
+/// As [`failed`], but a failure the caller can act on keeps its status: a
+/// limit reached or a busy store (RESOURCE_EXHAUSTED) is 429, a closing
+/// store (UNAVAILABLE) 503: retry later. daprd has neither limit, so it
+/// has no status of its own for them.
+fn failed_as(op: Op, grpc: Code, cause: impl std::fmt::Display) -> HttpError {
+    let status = match grpc {
+        Code::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
+        Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
     let (code, prefix) = op_failure(op);
     let cause = cause.to_string();
     let message = if cause.starts_with(prefix) {
@@ -128,7 +141,7 @@ fn failed(op: Op, cause: impl std::fmt::Display) -> HttpError {
     } else {
         format!("{prefix}: {cause}")
     };
-    HttpError::new(StatusCode::INTERNAL_SERVER_ERROR, code, message)
+    HttpError::new(status, code, message)
 }
 
 fn call_error(e: Error, op: Op) -> HttpError {
@@ -169,7 +182,7 @@ fn job_error(e: JobError, op: Op) -> HttpError {
         }
         JobError::Invalid(message) => HttpError::bad_request(message),
         JobError::ShuttingDown => call_error(Error::ShuttingDown, op),
-        other => failed(op, other),
+        other => failed_as(op, other.code(), other),
     }
 }
 

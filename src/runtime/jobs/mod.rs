@@ -45,7 +45,7 @@ use super::clock::Clock;
 use super::data;
 use super::schedule::Schedule;
 use super::scheduler::DeadlineQueue;
-use super::table::{ActorKey, ActorTable, IsHosted, TableEvent, Watch};
+use super::table::{ActorKey, ActorTable, IsHosted, REENTRANCY_ID, TableEvent, Watch};
 use crate::clip::Clipped;
 use crate::error::Error;
 use crate::metrics::{self, JobKind};
@@ -60,6 +60,27 @@ pub use timer::Timer;
 /// past it has failed (logged for a timer, the failure policy for a
 /// reminder), and the job goes on.
 pub const FIRE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How many timers and how many reminders the gateway keeps at most (P4):
+/// each costs memory (and a reminder a stored record) for as long as it
+/// lives, and actor ids are free for the asking, so without a bound an app
+/// (or a caller) could register them until the process runs out.
+/// Reminders restored at start are all kept, over the bound or not: they
+/// were accepted once; the bound refuses new registrations only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JobLimits {
+    pub max_timers: usize,
+    pub max_reminders: usize,
+}
+
+impl Default for JobLimits {
+    fn default() -> Self {
+        JobLimits {
+            max_timers: 1_000_000,
+            max_reminders: 1_000_000,
+        }
+    }
+}
 
 /// One timer or reminder: the actor and the name it was registered under.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -119,6 +140,7 @@ impl Jobs {
         transport: Transport,
         store: Arc<dyn Store>,
         clock: Clock,
+        limits: JobLimits,
     ) -> Result<Jobs, StoreError> {
         let stored = reminder::load_all(store.as_ref()).await?;
         let actor = JobsActor {
@@ -133,12 +155,12 @@ impl Jobs {
             hosted: HashSet::new(),
             parked: HashMap::new(),
             next_generation: 0,
+            limits,
+            timer_count: 0,
         };
         let actor = JobsActor::start_in_arbiter(arbiter, move |ctx| {
             let mut actor = actor;
-            for (id, r) in stored {
-                actor.put_reminder(id, r, ctx);
-            }
+            actor.restore_stored(stored, ctx);
             actor
         });
         table.do_send(Watch(actor.clone().recipient()));
@@ -147,6 +169,12 @@ impl Jobs {
             table,
             clock,
         })
+    }
+
+    /// Stops the timers and reminders: nothing fires from here on, and the
+    /// actor lets go of the store. Reminders stay stored.
+    pub fn stop(&self) {
+        self.actor.do_send(Stop);
     }
 
     /// RegisterActorTimer (TM1, TM2): replaces a timer of the same name.
@@ -164,7 +192,7 @@ impl Jobs {
             callback: spec.callback,
             data: data::wrap(&spec.data, spec.data_is_json),
         };
-        self.ask(AddTimer { id, timer }).await
+        self.ask(AddTimer { id, timer }).await?
     }
 
     /// UnregisterActorTimer: idempotent, whoever hosts the type.
@@ -262,6 +290,9 @@ pub struct JobsActor {
     /// the generation they fell due in.
     parked: HashMap<String, Vec<(JobId, u64)>>,
     next_generation: u64,
+    limits: JobLimits,
+    /// Timers in `timers`, all actors together (the map is per actor).
+    timer_count: usize,
 }
 
 /// A registered job and its registration's generation.
@@ -325,6 +356,7 @@ impl JobsActor {
     fn remove_timer(&mut self, id: &JobId) {
         if let Some(named) = self.timers.get_mut(&id.actor) {
             if named.remove(&id.name).is_some() {
+                self.timer_count -= 1;
                 count_jobs(JobKind::Timer, &id.actor, -1);
             }
             if named.is_empty() {
@@ -337,6 +369,7 @@ impl JobsActor {
     /// D2, D3: an actor's timers go with it.
     fn remove_actor_timers(&mut self, actor: &ActorKey) {
         let named = self.timers.remove(actor).unwrap_or_default();
+        self.timer_count -= named.len();
         count_jobs(JobKind::Timer, actor, -(named.len() as i64));
         for (name, _) in named {
             let id = JobId {
@@ -391,16 +424,62 @@ impl JobsActor {
         }
     }
 
-    /// Keeps `reminder` in memory and queues it; the store is the caller's.
-    fn put_reminder(&mut self, id: JobId, reminder: Reminder, ctx: &mut Context<Self>) -> u64 {
-        let due = reminder.schedule.due();
-        let live = self.live(reminder);
-        let generation = live.generation;
-        if self.reminders.insert(id.clone(), live).is_none() {
+    /// Every reminder enters the map here, and leaves it through
+    /// [`drop_reminder`](Self::drop_reminder), so the metrics' count of
+    /// reminders follows the map.
+    fn keep_reminder(&mut self, id: JobId, live: Live<Reminder>) -> Option<Live<Reminder>> {
+        if !self.reminders.contains_key(&id) {
             count_jobs(JobKind::Reminder, &id.actor, 1);
         }
-        self.enqueue(Job::Reminder(id), due, ctx);
-        generation
+        self.reminders.insert(id, live)
+    }
+
+    fn drop_reminder(&mut self, id: &JobId) -> Option<Live<Reminder>> {
+        let dropped = self.reminders.remove(id);
+        if dropped.is_some() {
+            count_jobs(JobKind::Reminder, &id.actor, -1);
+        }
+        dropped
+    }
+
+    /// P3: every stored reminder, queued for its stored due time; one that
+    /// fell due while the gateway was down is due now, and fires once (its
+    /// type has no host yet, so it is parked until one registers, RM5). The
+    /// wake-up is armed once, after all are queued.
+    fn restore_stored(&mut self, stored: Vec<(JobId, Reminder)>, ctx: &mut Context<Self>) {
+        self.reminders.reserve(stored.len());
+        for (id, reminder) in stored {
+            let at = self.clock.instant_at(reminder.schedule.due());
+            let live = self.live(reminder);
+            self.keep_reminder(id.clone(), live);
+            self.queue.insert(Job::Reminder(id), at);
+        }
+        self.rearm(ctx);
+    }
+
+    /// Queues a reminder in memory for its next due time.
+    fn queue_reminder(&mut self, id: JobId, ctx: &mut Context<Self>) {
+        if let Some(live) = self.reminders.get(&id) {
+            let due = live.job.schedule.due();
+            self.enqueue(Job::Reminder(id), due, ctx);
+        }
+    }
+
+    /// A registration's commit failed: the store still holds what it held
+    /// before, so memory goes back to that too, and the reminder it replaced
+    /// is queued again. If a fire of that one was out, its report may have
+    /// come (and been ignored) meanwhile, so it is queued whatever: a store
+    /// failing is rare, and firing twice is better than never again (RM5).
+    fn restore(&mut self, id: JobId, replaced: Option<Live<Reminder>>, ctx: &mut Context<Self>) {
+        match replaced {
+            Some(old) => {
+                self.keep_reminder(id.clone(), old);
+                self.queue_reminder(id, ctx);
+            }
+            None => {
+                self.drop_reminder(&id);
+            }
+        }
     }
 
     /// Forgets a reminder and deletes it from the store; the commit is
@@ -410,9 +489,7 @@ impl JobsActor {
         &mut self,
         id: &JobId,
     ) -> futures::future::BoxFuture<'static, Result<(), StoreError>> {
-        if self.reminders.remove(id).is_some() {
-            count_jobs(JobKind::Reminder, &id.actor, -1);
-        }
+        self.drop_reminder(id);
         self.queue.remove(&Job::Reminder(id.clone()));
         let mut batch = Batch::new();
         batch.delete(reminder::key(id));
@@ -521,12 +598,12 @@ impl JobsActor {
             // fire queued behind a deactivation or an invoke.
             let gone = !this.is_current(&job, generation);
             async move {
-                let _turn = turn?;
+                let turn = turn?;
                 if gone {
                     // Never seen: `done` drops reports of jobs not current.
                     return Err(Error::Protocol("the job went while its fire waited".into()));
                 }
-                match fire {
+                match fire.in_chain(turn.chain()) {
                     Fire::Timer(r) => transport.timer(r, Some(deadline)).await,
                     Fire::Reminder(r) => transport.reminder(r, Some(deadline)).await,
                 }
@@ -562,6 +639,23 @@ fn record_fired(kind: JobKind, actor: &ActorKey, outcome: &Result<FireOutcome, E
 enum Fire {
     Timer(TimerRequest),
     Reminder(ReminderRequest),
+}
+
+impl Fire {
+    /// With reentrancy on, a fire starts a chain like a top-level call (T3):
+    /// its turn's chain id goes in the metadata, so that the callback's own
+    /// calls back into this actor enter instead of waiting for the turn the
+    /// fire holds.
+    fn in_chain(mut self, chain: Option<&str>) -> Fire {
+        if let Some(chain) = chain {
+            let metadata = match &mut self {
+                Fire::Timer(r) => &mut r.metadata,
+                Fire::Reminder(r) => &mut r.metadata,
+            };
+            metadata.insert(REENTRANCY_ID.to_owned(), chain.to_owned());
+        }
+        self
+    }
 }
 
 /// A store write nobody waits for (a reminder's progress): a failure is
@@ -628,22 +722,43 @@ impl Handler<TableEvent> for JobsActor {
 
 #[derive(Message)]
 #[rtype(result = "()")]
+struct Stop;
+
+impl Handler<Stop> for JobsActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Stop, ctx: &mut Self::Context) {
+        ctx.stop();
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "Result<(), JobError>")]
 struct AddTimer {
     id: JobId,
     timer: Timer,
 }
 
 impl Handler<AddTimer> for JobsActor {
-    type Result = ();
+    type Result = Result<(), JobError>;
 
-    fn handle(&mut self, msg: AddTimer, ctx: &mut Self::Context) {
+    fn handle(&mut self, msg: AddTimer, ctx: &mut Self::Context) -> Self::Result {
+        let replaces = self.timer(&msg.id).is_some();
+        if !replaces && self.timer_count >= self.limits.max_timers {
+            return Err(JobError::TooMany {
+                what: "timers",
+                limit: self.limits.max_timers,
+            });
+        }
         let due = msg.timer.schedule.due();
         let live = self.live(msg.timer);
         let named = self.timers.entry(msg.id.actor.clone()).or_default();
         if named.insert(msg.id.name.clone(), live).is_none() {
+            self.timer_count += 1;
             count_jobs(JobKind::Timer, &msg.id.actor, 1);
         }
         self.enqueue(Job::Timer(msg.id), due, ctx);
+        Ok(())
     }
 }
 
@@ -675,6 +790,13 @@ struct AddReminder {
 impl Handler<AddReminder> for JobsActor {
     type Result = MessageResult<AddReminder>;
 
+    /// The commit is handed over here, so store writes keep the order of
+    /// the messages. The new reminder replaces the old one in memory at
+    /// once (so reports of the old one's fires are ignored from here on,
+    /// and write nothing over it), but it is queued only once its commit is
+    /// durable: a reminder fires only if a restart would have kept it. The
+    /// outcome is handled on this actor, not in the RPC's future, so a
+    /// caller that goes away meanwhile changes nothing.
     fn handle(&mut self, msg: AddReminder, ctx: &mut Self::Context) -> Self::Result {
         use futures::FutureExt;
         let AddReminder {
@@ -682,47 +804,38 @@ impl Handler<AddReminder> for JobsActor {
             reminder,
             overwrite,
         } = msg;
-        if !overwrite && self.reminders.contains_key(&id) {
+        let replaces = self.reminders.contains_key(&id);
+        if !overwrite && replaces {
             let exists = JobError::ReminderExists(id.name);
             return MessageResult(futures::future::ready(Err(exists)).boxed());
+        }
+        if !replaces && self.reminders.len() >= self.limits.max_reminders {
+            let full = JobError::TooMany {
+                what: "reminders",
+                limit: self.limits.max_reminders,
+            };
+            return MessageResult(futures::future::ready(Err(full)).boxed());
         }
         let mut batch = Batch::new();
         batch.put(reminder::key(&id), reminder.to_value());
         let commit = self.store.commit(batch);
-        let generation = self.put_reminder(id.clone(), reminder, ctx);
-        let jobs = ctx.address();
-        MessageResult(
-            async move {
-                // Not in the store: not registered either.
-                commit.await.map_err(|e| {
-                    jobs.do_send(Forget { id, generation });
-                    JobError::Store(e)
-                })
+        let live = self.live(reminder);
+        let generation = live.generation;
+        let replaced = self.keep_reminder(id.clone(), live);
+        self.queue.remove(&Job::Reminder(id.clone()));
+        self.rearm(ctx);
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        let settle = commit.into_actor(self).map(move |result, this, ctx| {
+            if this.is_current(&Job::Reminder(id.clone()), generation) {
+                match &result {
+                    Ok(()) => this.queue_reminder(id, ctx),
+                    Err(_) => this.restore(id, replaced, ctx),
+                }
             }
-            .boxed(),
-        )
-    }
-}
-
-/// A reminder whose registration's commit failed leaves memory too.
-#[derive(Message)]
-#[rtype(result = "()")]
-struct Forget {
-    id: JobId,
-    generation: u64,
-}
-
-impl Handler<Forget> for JobsActor {
-    type Result = ();
-
-    fn handle(&mut self, msg: Forget, ctx: &mut Self::Context) {
-        let current = self.reminders.get(&msg.id).map(|l| l.generation);
-        if current == Some(msg.generation) {
-            self.reminders.remove(&msg.id);
-            count_jobs(JobKind::Reminder, &msg.id.actor, -1);
-            self.queue.remove(&Job::Reminder(msg.id));
-            self.rearm(ctx);
-        }
+            let _ = answer.send(result.map_err(JobError::Store));
+        });
+        ctx.spawn(settle);
+        MessageResult(async move { answered.await.unwrap_or(Err(JobError::ShuttingDown)) }.boxed())
     }
 }
 
