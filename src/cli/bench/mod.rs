@@ -5,7 +5,8 @@
 //! timed run, optionally beside a unary-echo baseline), `idle` (`--idle
 //! N`: N idle app streams and the gateway's memory), `actors` (`--actors
 //! N`: N actors activated through the runtime, their rate and memory) and
-//! `timers` (`--timers N`: fire lateness, missed and duplicate fires); `apps` runs the echo
+//! `timers` (`--timers N`: fire lateness, missed and duplicate fires),
+//! `state` (`--state`: durable state transactions and the group commit); `apps` runs the echo
 //! apps both modes open, on a thread of their own; `child` starts the
 //! separate gateway process the idle mode measures. This file holds the
 //! arguments and what both modes share: connecting, and the progress line.
@@ -19,6 +20,7 @@ mod apps;
 mod child;
 mod idle;
 mod load;
+mod state;
 mod timers;
 
 use std::io::IsTerminal;
@@ -106,6 +108,18 @@ pub struct BenchArgs {
     /// With --timers: the period between fires.
     #[arg(long, default_value = "1s", value_parser = duration, requires = "timers")]
     timer_period: Duration,
+    /// Instead of load: --callers callers run durable state transactions
+    /// (ExecuteActorStateTransaction, one upsert of --payload bytes) on an
+    /// in-process gateway with a durable store, and report tx/s, latency,
+    /// and transactions per disk fsync beside the disk's own fsync rate.
+    #[arg(long, conflicts_with_all = [
+        "baseline", "apps", "actor_ids", "idle", "addr", "relay_only", "actors", "timers",
+    ])]
+    state: bool,
+    /// With --state: the data directory (new, or empty) [default: a new
+    /// directory in the working directory, removed afterwards].
+    #[arg(long, requires = "state")]
+    data_dir: Option<std::path::PathBuf>,
     /// With --idle: open every stream on one HTTP/2 connection.
     #[arg(long, requires = "idle")]
     shared_connection: bool,
@@ -136,6 +150,7 @@ pub async fn run(args: BenchArgs) -> CliResult {
     quiet_logs();
     let bench = async {
         match (args.idle, args.actors, args.timers) {
+            _ if args.state => state::run(&args).await,
             (Some(streams), _, _) => idle::run(&args, streams).await,
             (None, Some(actors), _) => actors::run(&args, actors).await,
             (None, None, Some(timers)) => timers::run(&args, timers).await,
