@@ -52,7 +52,7 @@ use crate::store::{Batch, Store, StoreError};
 use crate::transport::{FireOutcome, ReminderRequest, TimerRequest, Transport};
 pub use error::JobError;
 pub use policy::FailurePolicy;
-pub use reminder::Reminder;
+pub use reminder::{Reminder, Stored};
 pub use timer::Timer;
 
 /// How long one fire may take, waiting for the actor's turn included. A fire
@@ -61,18 +61,35 @@ pub use timer::Timer;
 pub const FIRE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// One timer or reminder: the actor and the name it was registered under.
+///
+/// Shared, not copied: the jobs' map, the deadline queue and every fire in
+/// flight hold the same names, so that 100,000 reminders hold their names
+/// once (and a clone is a reference count).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct JobId {
+pub struct JobId(Arc<JobName>);
+
+/// What a [`JobId`] names.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct JobName {
     pub actor: ActorKey,
     pub name: String,
 }
 
 impl JobId {
     pub fn new(actor_type: impl Into<String>, actor_id: impl Into<String>, name: &str) -> Self {
-        JobId {
-            actor: ActorKey::new(actor_type, actor_id),
-            name: name.to_owned(),
-        }
+        JobId::of(ActorKey::new(actor_type, actor_id), name.to_owned())
+    }
+
+    pub fn of(actor: ActorKey, name: String) -> Self {
+        JobId(Arc::new(JobName { actor, name }))
+    }
+}
+
+impl std::ops::Deref for JobId {
+    type Target = JobName;
+
+    fn deref(&self) -> &JobName {
+        &self.0
     }
 }
 
@@ -253,7 +270,7 @@ pub struct JobsActor {
     /// Per actor, so that an actor's timers go with it (D2, D3) at once.
     timers: HashMap<ActorKey, HashMap<String, Live<Timer>>>,
     /// Every reminder, as stored; the store is written first.
-    reminders: HashMap<JobId, Live<Reminder>>,
+    reminders: HashMap<JobId, Live<Stored>>,
     /// Types a live stream hosts, as the table last said.
     hosted: HashSet<String>,
     /// Reminders due while nobody hosted their type (RM5), per type, with
@@ -333,11 +350,8 @@ impl JobsActor {
     /// D2, D3: an actor's timers go with it.
     fn remove_actor_timers(&mut self, actor: &ActorKey) {
         for (name, _) in self.timers.remove(actor).unwrap_or_default() {
-            let id = JobId {
-                actor: actor.clone(),
-                name,
-            };
-            self.queue.remove(&Job::Timer(id));
+            self.queue
+                .remove(&Job::Timer(JobId::of(actor.clone(), name)));
         }
     }
 
@@ -387,11 +401,11 @@ impl JobsActor {
     /// fell due while the gateway was down is due now, and fires once (its
     /// type has no host yet, so it is parked until one registers, RM5). The
     /// wake-up is armed once, after all are queued.
-    fn restore_stored(&mut self, stored: Vec<(JobId, Reminder)>, ctx: &mut Context<Self>) {
+    fn restore_stored(&mut self, stored: Vec<reminder::Loaded>, ctx: &mut Context<Self>) {
         self.reminders.reserve(stored.len());
-        for (id, reminder) in stored {
-            let at = self.clock.instant_at(reminder.schedule.due());
-            let live = self.live(reminder);
+        for reminder::Loaded { id, stored, due } in stored {
+            let at = self.clock.instant_at(due);
+            let live = self.live(stored);
             self.reminders.insert(id.clone(), live);
             self.queue.insert(Job::Reminder(id), at);
         }
@@ -401,7 +415,7 @@ impl JobsActor {
     /// Queues a reminder in memory for its next due time.
     fn queue_reminder(&mut self, id: JobId, ctx: &mut Context<Self>) {
         if let Some(live) = self.reminders.get(&id) {
-            let due = live.job.schedule.due();
+            let due = live.job.reminder().schedule.due();
             self.enqueue(Job::Reminder(id), due, ctx);
         }
     }
@@ -411,7 +425,7 @@ impl JobsActor {
     /// is queued again. If a fire of that one was out, its report may have
     /// come (and been ignored) meanwhile, so it is queued whatever: a store
     /// failing is rare, and firing twice is better than never again (RM5).
-    fn restore(&mut self, id: JobId, replaced: Option<Live<Reminder>>, ctx: &mut Context<Self>) {
+    fn restore(&mut self, id: JobId, replaced: Option<Live<Stored>>, ctx: &mut Context<Self>) {
         match replaced {
             Some(old) => {
                 self.reminders.insert(id.clone(), old);
@@ -448,7 +462,7 @@ impl JobsActor {
             parked.push((id, generation));
             return;
         }
-        let fire = Fire::Reminder(live.job.request(&id));
+        let fire = Fire::Reminder(live.job.reminder().request(&id));
         let job = (Job::Reminder(id.clone()), generation);
         self.spawn_fire(job, fire, ctx, move |this, outcome, ctx| {
             this.reminder_fired(id, generation, outcome, ctx)
@@ -470,6 +484,7 @@ impl JobsActor {
         else {
             return; // replaced or removed while it fired
         };
+        let reminder = live.job.reminder();
         match outcome {
             Ok(FireOutcome::Continue) => live.failures = 0,
             // RM4: cancel deletes it.
@@ -481,7 +496,7 @@ impl JobsActor {
                     Named(&id),
                     Clipped(&e.to_string())
                 );
-                if let Some(wait) = live.job.policy.retry_after(live.failures) {
+                if let Some(wait) = reminder.policy.retry_after(live.failures) {
                     live.failures += 1;
                     self.queue.insert(Job::Reminder(id), Instant::now() + wait);
                     return self.rearm(ctx);
@@ -489,12 +504,15 @@ impl JobsActor {
                 live.failures = 0;
             }
         }
-        match live.job.schedule.clone().after_fire(now) {
+        match reminder.schedule.clone().after_fire(now) {
             Some(next) => {
                 let due = next.due();
-                live.job.schedule = next;
+                live.job = Stored::new(&Reminder {
+                    schedule: next,
+                    ..reminder
+                });
                 let mut batch = Batch::new();
-                batch.put(reminder::key(&id), live.job.to_value());
+                batch.put(reminder::key(&id), live.job.value());
                 log_failed_write(self.store.commit(batch));
                 self.enqueue(Job::Reminder(id), due, ctx);
             }
@@ -575,7 +593,7 @@ struct Named<'a>(&'a JobId);
 
 impl std::fmt::Display for Named<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let JobId { actor, name } = self.0;
+        let JobName { actor, name } = &**self.0;
         let (t, i) = (&actor.actor_type, &actor.actor_id);
         write!(f, "{}/{}/{}", Clipped(t), Clipped(i), Clipped(name))
     }
@@ -695,13 +713,14 @@ impl Handler<AddReminder> for JobsActor {
             overwrite,
         } = msg;
         if !overwrite && self.reminders.contains_key(&id) {
-            let exists = JobError::ReminderExists(id.name);
+            let exists = JobError::ReminderExists(id.name.clone());
             return MessageResult(futures::future::ready(Err(exists)).boxed());
         }
+        let stored = Stored::new(&reminder);
         let mut batch = Batch::new();
-        batch.put(reminder::key(&id), reminder.to_value());
+        batch.put(reminder::key(&id), stored.value());
         let commit = self.store.commit(batch);
-        let live = self.live(reminder);
+        let live = self.live(stored);
         let generation = live.generation;
         let replaced = self.reminders.insert(id.clone(), live);
         self.queue.remove(&Job::Reminder(id.clone()));
@@ -744,6 +763,6 @@ impl Handler<GetReminder> for JobsActor {
     type Result = Option<Reminder>;
 
     fn handle(&mut self, msg: GetReminder, _: &mut Self::Context) -> Option<Reminder> {
-        self.reminders.get(&msg.0).map(|l| l.job.clone())
+        self.reminders.get(&msg.0).map(|l| l.job.reminder())
     }
 }

@@ -84,6 +84,36 @@ impl Reminder {
     }
 }
 
+/// A reminder as the store holds it, kept that way in memory too: the
+/// runtime holds every registered reminder, and the encoded bytes take a
+/// fraction of the decoded struct (its strings, times and policy). It is
+/// decoded when it fires or is read, which costs a microsecond next to a
+/// fire's round trip.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored(Box<[u8]>);
+
+impl Stored {
+    pub fn new(reminder: &Reminder) -> Self {
+        Stored(reminder.to_value().into_boxed_slice())
+    }
+
+    /// Bytes read from the store, checked to decode, and what they hold.
+    fn read(value: Vec<u8>) -> Result<(Self, Reminder), StoreError> {
+        let reminder = Reminder::from_value(&value)?;
+        Ok((Stored(value.into_boxed_slice()), reminder))
+    }
+
+    pub fn reminder(&self) -> Reminder {
+        // Every `Stored` was encoded by `new` or checked by `read`.
+        Reminder::from_value(&self.0).expect("a stored reminder decodes")
+    }
+
+    /// The bytes to write to the store.
+    pub fn value(&self) -> Vec<u8> {
+        self.0.to_vec()
+    }
+}
+
 /// The store key of a reminder.
 pub fn key(id: &JobId) -> Vec<u8> {
     let (t, i, n) = (&id.actor.actor_type, &id.actor.actor_id, &id.name);
@@ -112,30 +142,38 @@ fn parse_key(key: &[u8]) -> Option<JobId> {
     let actor_type = part(&mut rest)?;
     let actor_id = part(&mut rest)?;
     let name = String::from_utf8(rest.to_vec()).ok()?;
-    Some(JobId {
-        actor: ActorKey::new(actor_type, actor_id),
-        name,
-    })
+    Some(JobId::of(ActorKey::new(actor_type, actor_id), name))
+}
+
+/// A stored reminder as [`load_all`] reads it: its bytes, and its next due
+/// time.
+#[derive(Debug)]
+pub struct Loaded {
+    pub id: JobId,
+    pub stored: Stored,
+    pub due: std::time::SystemTime,
 }
 
 /// Every stored reminder, a page at a time. A key or value that does not
 /// read back is corruption, and refused rather than skipped (P3).
-pub async fn load_all(store: &dyn Store) -> Result<Vec<(JobId, Reminder)>, StoreError> {
+pub async fn load_all(store: &dyn Store) -> Result<Vec<Loaded>, StoreError> {
     let prefix = vec![namespace::REMINDER];
     let mut all = Vec::new();
     let mut after = None;
     loop {
         let page = store.scan(prefix.clone(), after.take(), LOAD_PAGE).await?;
         let full = page.len() == LOAD_PAGE;
-        for (key, value) in &page {
-            let id = parse_key(key)
+        after = page.last().map(|(key, _)| key.clone());
+        for (key, value) in page {
+            let id = parse_key(&key)
                 .ok_or_else(|| StoreError::Corrupt("malformed reminder key".into()))?;
-            all.push((id, Reminder::from_value(value)?));
+            let (stored, reminder) = Stored::read(value)?;
+            let due = reminder.schedule.due();
+            all.push(Loaded { id, stored, due });
         }
         if !full {
             return Ok(all);
         }
-        after = page.last().map(|(key, _)| key.clone());
     }
 }
 
@@ -163,10 +201,7 @@ mod tests {
     use crate::store::{Batch, MemoryStore};
 
     fn id(t: &str, i: &str, n: &str) -> JobId {
-        JobId {
-            actor: ActorKey::new(t, i),
-            name: n.to_owned(),
-        }
+        JobId::new(t, i, n)
     }
 
     #[test]
@@ -196,7 +231,7 @@ mod tests {
         store.commit(batch).await.unwrap();
         let all = load_all(&store).await.unwrap();
         assert_eq!(all.len(), LOAD_PAGE + 3);
-        assert!(all.iter().all(|(_, r)| *r == reminder));
+        assert!(all.iter().all(|l| l.stored.reminder() == reminder));
         let value = reminder.to_value();
         assert!(value.len() < 100, "{} bytes", value.len());
     }
