@@ -4,9 +4,10 @@
 //!
 //! 1. The gateway starts on an empty directory; its RSS, once serving, is
 //!    the baseline.
-//! 2. An app connects and `--callers` callers register N reminders, one per
-//!    actor, through RegisterActorReminder: each answered once durable, so
-//!    the rate is the durable registration rate.
+//! 2. An app connects and `--callers` callers, over `--caller-connections`
+//!    connections (default one each), register N reminders, one per actor,
+//!    through RegisterActorReminder: each answered once durable, so the rate
+//!    is the durable registration rate.
 //! 3. For `--duration`, the app answers every fire and notes its arrival;
 //!    the fires are judged by `fires` (lateness, missed, duplicates).
 //! 4. The gateway is stopped (SIGTERM) and started again on the same
@@ -36,7 +37,7 @@ use tonic_health::pb::health_client::HealthClient;
 
 use super::child::{ChildGateway, ChildStore, ScratchDir};
 use super::fires::{self, Arrivals, FireStats, go_duration};
-use super::{BenchArgs, BoxError, Ticker, connect};
+use super::{BenchArgs, BoxError, Ticker, connect, connect_pool};
 
 const REMINDER_TYPE: &str = "RemindedActor";
 const CHILD_APP_ID: &str = "bench-reminders";
@@ -54,6 +55,7 @@ struct Report {
     period_s: f64,
     duration_s: f64,
     callers: usize,
+    caller_connections: usize,
     registered_per_sec: f64,
     #[serde(flatten)]
     fires: FireStats,
@@ -83,7 +85,8 @@ pub(super) async fn run(args: &BenchArgs, reminders: usize) -> Result<ExitCode, 
         recording_app(arrivals.clone()),
     )
     .await?;
-    let channel = connect(&gateway.url()).await?;
+    let connections = args.caller_connections.unwrap_or(args.callers);
+    let pool = connect_pool(&gateway.url(), connections).await?;
 
     let started = Instant::now();
     let done = Arc::new(AtomicU64::new(0));
@@ -92,7 +95,7 @@ pub(super) async fn run(args: &BenchArgs, reminders: usize) -> Result<ExitCode, 
         let _ticker = Ticker::start("registering", "reminders", move || {
             counted.load(Ordering::Relaxed)
         });
-        register_all(&channel, reminders, args, &done).await?
+        register_all(&pool, reminders, args, &done).await?
     };
     let registering = started.elapsed();
     {
@@ -115,7 +118,8 @@ pub(super) async fn run(args: &BenchArgs, reminders: usize) -> Result<ExitCode, 
         AppHostOptions::echo([REMINDER_TYPE]),
     )
     .await?;
-    let restored = count_restored(&connect(&gateway.url()).await?, reminders, args).await?;
+    let pool = connect_pool(&gateway.url(), connections).await?;
+    let restored = count_restored(&pool, reminders, args).await?;
     let _ = app.close().await;
     gateway.stop().await?;
 
@@ -127,6 +131,7 @@ pub(super) async fn run(args: &BenchArgs, reminders: usize) -> Result<ExitCode, 
         period_s: args.reminder_period.as_secs_f64(),
         duration_s: args.duration.as_secs_f64(),
         callers: args.callers,
+        caller_connections: connections,
         registered_per_sec: reminders as f64 / registering.as_secs_f64(),
         fires: fired,
         restart: Restart {
@@ -188,7 +193,7 @@ fn name(i: usize) -> String {
 
 /// Registers the reminders, `--callers` at a time; when each was registered.
 async fn register_all(
-    channel: &Channel,
+    pool: &[Channel],
     reminders: usize,
     args: &BenchArgs,
     done: &Arc<AtomicU64>,
@@ -196,7 +201,7 @@ async fn register_all(
     let due = go_duration(args.reminder_due);
     let period = go_duration(args.reminder_period);
     let registrations = futures::stream::iter(0..reminders).map(|i| {
-        let mut client = DaprClient::new(channel.clone());
+        let mut client = DaprClient::new(pool[i % pool.len()].clone());
         let request = RegisterActorReminderRequest {
             actor_type: REMINDER_TYPE.into(),
             actor_id: actor_id(i),
@@ -222,14 +227,14 @@ async fn register_all(
 /// How many of the reminders GetActorReminder reads back with the due time
 /// and period they were registered with.
 async fn count_restored(
-    channel: &Channel,
+    pool: &[Channel],
     reminders: usize,
     args: &BenchArgs,
 ) -> Result<usize, BoxError> {
     let due = go_duration(args.reminder_due);
     let period = go_duration(args.reminder_period);
     let reads = futures::stream::iter(0..reminders).map(|i| {
-        let mut client = DaprClient::new(channel.clone());
+        let mut client = DaprClient::new(pool[i % pool.len()].clone());
         let request = GetActorReminderRequest {
             actor_type: REMINDER_TYPE.into(),
             actor_id: actor_id(i),
@@ -260,8 +265,13 @@ fn print(report: &Report, json: bool) -> Result<(), BoxError> {
         return Ok(());
     }
     println!(
-        "{} reminders (due {}s, period {}s) registered durably at {:.0}/s by {} callers",
-        report.reminders, report.due_s, report.period_s, report.registered_per_sec, report.callers
+        "{} reminders (due {}s, period {}s) registered durably at {:.0}/s by {} callers on {} connections",
+        report.reminders,
+        report.due_s,
+        report.period_s,
+        report.registered_per_sec,
+        report.callers,
+        report.caller_connections
     );
     let f = &report.fires;
     println!(
