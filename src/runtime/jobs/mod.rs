@@ -28,6 +28,7 @@
 //! timer's type unhosted removes the type's timers (D3).
 
 pub mod error;
+pub mod id;
 pub mod policy;
 pub mod reminder;
 pub mod timer;
@@ -51,6 +52,7 @@ use crate::error::Error;
 use crate::store::{Batch, Store, StoreError};
 use crate::transport::{FireOutcome, ReminderRequest, TimerRequest, Transport};
 pub use error::JobError;
+pub use id::JobId;
 pub use policy::FailurePolicy;
 pub use reminder::{Reminder, Stored};
 pub use timer::Timer;
@@ -59,39 +61,6 @@ pub use timer::Timer;
 /// past it has failed (logged for a timer, the failure policy for a
 /// reminder), and the job goes on.
 pub const FIRE_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// One timer or reminder: the actor and the name it was registered under.
-///
-/// Shared, not copied: the jobs' map, the deadline queue and every fire in
-/// flight hold the same names, so that 100,000 reminders hold their names
-/// once (and a clone is a reference count).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct JobId(Arc<JobName>);
-
-/// What a [`JobId`] names.
-#[derive(Debug, PartialEq, Eq, Hash)]
-pub struct JobName {
-    pub actor: ActorKey,
-    pub name: String,
-}
-
-impl JobId {
-    pub fn new(actor_type: impl Into<String>, actor_id: impl Into<String>, name: &str) -> Self {
-        JobId::of(ActorKey::new(actor_type, actor_id), name.to_owned())
-    }
-
-    pub fn of(actor: ActorKey, name: String) -> Self {
-        JobId(Arc::new(JobName { actor, name }))
-    }
-}
-
-impl std::ops::Deref for JobId {
-    type Target = JobName;
-
-    fn deref(&self) -> &JobName {
-        &self.0
-    }
-}
 
 /// A RegisterActorTimer, its names already checked.
 #[derive(Debug, Clone, Default)]
@@ -170,7 +139,7 @@ impl Jobs {
         if !self.hosted(&id).await? {
             return Err(JobError::TimerCreate(format!(
                 "actor type {} not registered",
-                id.actor.actor_type
+                id.actor_type()
             )));
         }
         let schedule = Schedule::timer(&spec.due_time, &spec.period, &spec.ttl, self.clock.now())
@@ -216,14 +185,14 @@ impl Jobs {
     /// GetActorReminder (RM3).
     pub async fn get_reminder(&self, id: JobId) -> Result<Reminder, JobError> {
         self.check_hosted(&id).await?;
-        let name = id.name.clone();
+        let name = id.name().to_owned();
         self.ask(GetReminder(id))
             .await?
             .ok_or(JobError::ReminderNotFound(name))
     }
 
     async fn hosted(&self, id: &JobId) -> Result<bool, JobError> {
-        let ask = IsHosted(id.actor.actor_type.clone());
+        let ask = IsHosted(id.actor_type().to_owned());
         self.table
             .send(ask)
             .await
@@ -334,14 +303,15 @@ impl JobsActor {
     }
 
     fn timer(&mut self, id: &JobId) -> Option<&mut Live<Timer>> {
-        self.timers.get_mut(&id.actor)?.get_mut(&id.name)
+        self.timers.get_mut(&id.actor())?.get_mut(id.name())
     }
 
     fn remove_timer(&mut self, id: &JobId) {
-        if let Some(named) = self.timers.get_mut(&id.actor) {
-            named.remove(&id.name);
+        let actor = id.actor();
+        if let Some(named) = self.timers.get_mut(&actor) {
+            named.remove(id.name());
             if named.is_empty() {
-                self.timers.remove(&id.actor);
+                self.timers.remove(&actor);
             }
         }
         self.queue.remove(&Job::Timer(id.clone()));
@@ -350,13 +320,13 @@ impl JobsActor {
     /// D2, D3: an actor's timers go with it.
     fn remove_actor_timers(&mut self, actor: &ActorKey) {
         for (name, _) in self.timers.remove(actor).unwrap_or_default() {
-            self.queue
-                .remove(&Job::Timer(JobId::of(actor.clone(), name)));
+            let id = JobId::new(&actor.actor_type, &actor.actor_id, &name);
+            self.queue.remove(&Job::Timer(id));
         }
     }
 
     fn fire_timer(&mut self, id: JobId, ctx: &mut Context<Self>) {
-        if !self.hosted.contains(&id.actor.actor_type) {
+        if !self.hosted.contains(id.actor_type()) {
             self.remove_timer(&id); // D3: its type went while it waited
             return;
         }
@@ -447,18 +417,18 @@ impl JobsActor {
         self.reminders.remove(id);
         self.queue.remove(&Job::Reminder(id.clone()));
         let mut batch = Batch::new();
-        batch.delete(reminder::key(id));
+        batch.delete(id.key().to_vec());
         self.store.commit(batch)
     }
 
     fn fire_reminder(&mut self, id: JobId, ctx: &mut Context<Self>) {
-        let hosted = self.hosted.contains(&id.actor.actor_type);
+        let hosted = self.hosted.contains(id.actor_type());
         let Some(live) = self.reminders.get(&id) else {
             return;
         };
         let generation = live.generation;
         if !hosted {
-            let parked = self.parked.entry(id.actor.actor_type.clone()).or_default();
+            let parked = self.parked.entry(id.actor_type().to_owned()).or_default();
             parked.push((id, generation));
             return;
         }
@@ -512,7 +482,7 @@ impl JobsActor {
                     ..reminder
                 });
                 let mut batch = Batch::new();
-                batch.put(reminder::key(&id), live.job.value());
+                batch.put(id.key().to_vec(), live.job.value());
                 log_failed_write(self.store.commit(batch));
                 self.enqueue(Job::Reminder(id), due, ctx);
             }
@@ -547,7 +517,7 @@ impl JobsActor {
         let table = self.table.clone();
         let transport = self.transport.clone();
         let actor = match &job {
-            Job::Timer(id) | Job::Reminder(id) => id.actor.clone(),
+            Job::Timer(id) | Job::Reminder(id) => id.actor(),
         };
         let taking = async move { super::take_turn(&table, actor, None, Some(deadline)).await };
         let firing = taking.into_actor(self).then(move |turn, this, _| {
@@ -593,9 +563,8 @@ struct Named<'a>(&'a JobId);
 
 impl std::fmt::Display for Named<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let JobName { actor, name } = &**self.0;
-        let (t, i) = (&actor.actor_type, &actor.actor_id);
-        write!(f, "{}/{}/{}", Clipped(t), Clipped(i), Clipped(name))
+        let (t, i, n) = (self.0.actor_type(), self.0.actor_id(), self.0.name());
+        write!(f, "{}/{}/{}", Clipped(t), Clipped(i), Clipped(n))
     }
 }
 
@@ -664,8 +633,8 @@ impl Handler<AddTimer> for JobsActor {
     fn handle(&mut self, msg: AddTimer, ctx: &mut Self::Context) {
         let due = msg.timer.schedule.due();
         let live = self.live(msg.timer);
-        let named = self.timers.entry(msg.id.actor.clone()).or_default();
-        named.insert(msg.id.name.clone(), live);
+        let named = self.timers.entry(msg.id.actor()).or_default();
+        named.insert(msg.id.name().to_owned(), live);
         self.enqueue(Job::Timer(msg.id), due, ctx);
     }
 }
@@ -713,12 +682,12 @@ impl Handler<AddReminder> for JobsActor {
             overwrite,
         } = msg;
         if !overwrite && self.reminders.contains_key(&id) {
-            let exists = JobError::ReminderExists(id.name.clone());
+            let exists = JobError::ReminderExists(id.name().to_owned());
             return MessageResult(futures::future::ready(Err(exists)).boxed());
         }
         let stored = Stored::new(&reminder);
         let mut batch = Batch::new();
-        batch.put(reminder::key(&id), stored.value());
+        batch.put(id.key().to_vec(), stored.value());
         let commit = self.store.commit(batch);
         let live = self.live(stored);
         let generation = live.generation;

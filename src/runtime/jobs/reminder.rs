@@ -3,12 +3,11 @@
 //! # Layout
 //!
 //! ```text
-//! [REMINDER] len(type) type  len(id) id  name  ->  JSON of `Reminder`
+//! [REMINDER] len(type) type  len(id) id  name  ->  VALUE_VERSION, postcard of `Reminder`
 //! ```
 //!
-//! `len(x)` is a big-endian `u32` and the name runs to the end, so each
-//! (type, id, name) has exactly one key and a key reads back as exactly one
-//! (type, id, name) (see `state.rs` for the same scheme). The value is a
+//! The key is the [`JobId`]'s bytes (module `id`: each (type, id, name) has
+//! exactly one key, and a key reads back as exactly one). The value is a
 //! version byte ([`VALUE_VERSION`]) then the postcard encoding of
 //! [`Reminder`]: what a restarted gateway needs to carry on, the
 //! [`Schedule`] (which keeps the registered strings and how far it has
@@ -29,7 +28,6 @@ use super::JobId;
 use super::policy::FailurePolicy;
 use crate::runtime::data;
 use crate::runtime::schedule::Schedule;
-use crate::runtime::table::ActorKey;
 use crate::store::{Store, StoreError, namespace};
 use crate::transport::ReminderRequest;
 
@@ -57,9 +55,9 @@ impl Reminder {
     pub fn request(&self, id: &JobId) -> ReminderRequest {
         ReminderRequest {
             id: String::new(),
-            actor_type: id.actor.actor_type.clone(),
-            actor_id: id.actor.actor_id.clone(),
-            name: id.name.clone(),
+            actor_type: id.actor_type().to_owned(),
+            actor_id: id.actor_id().to_owned(),
+            name: id.name().to_owned(),
             due_time: self.schedule.due_time().to_owned(),
             period: self.schedule.period().to_owned(),
             data: data::encode(&self.data),
@@ -114,37 +112,6 @@ impl Stored {
     }
 }
 
-/// The store key of a reminder.
-pub fn key(id: &JobId) -> Vec<u8> {
-    let (t, i, n) = (&id.actor.actor_type, &id.actor.actor_id, &id.name);
-    let mut out = Vec::with_capacity(1 + 4 + t.len() + 4 + i.len() + n.len());
-    out.push(namespace::REMINDER);
-    for part in [t, i] {
-        // Names are length-checked far below u32::MAX before they get here.
-        let len = u32::try_from(part.len()).expect("names are length-checked");
-        out.extend_from_slice(&len.to_be_bytes());
-        out.extend_from_slice(part.as_bytes());
-    }
-    out.extend_from_slice(n.as_bytes());
-    out
-}
-
-/// The (type, id, name) a key names; None for a key not made by [`key`].
-fn parse_key(key: &[u8]) -> Option<JobId> {
-    fn part(rest: &mut &[u8]) -> Option<String> {
-        let (len, tail) = rest.split_first_chunk::<4>()?;
-        let len = usize::try_from(u32::from_be_bytes(*len)).ok()?;
-        let (text, tail) = (tail.get(..len)?, tail.get(len..)?);
-        *rest = tail;
-        String::from_utf8(text.to_vec()).ok()
-    }
-    let mut rest = key.strip_prefix(&[namespace::REMINDER])?;
-    let actor_type = part(&mut rest)?;
-    let actor_id = part(&mut rest)?;
-    let name = String::from_utf8(rest.to_vec()).ok()?;
-    Some(JobId::of(ActorKey::new(actor_type, actor_id), name))
-}
-
 /// A stored reminder as [`load_all`] reads it: its bytes, and its next due
 /// time.
 #[derive(Debug)]
@@ -165,7 +132,7 @@ pub async fn load_all(store: &dyn Store) -> Result<Vec<Loaded>, StoreError> {
         let full = page.len() == LOAD_PAGE;
         after = page.last().map(|(key, _)| key.clone());
         for (key, value) in page {
-            let id = parse_key(&key)
+            let id = JobId::from_key(&key)
                 .ok_or_else(|| StoreError::Corrupt("malformed reminder key".into()))?;
             let (stored, reminder) = Stored::read(value)?;
             let due = reminder.schedule.due();
@@ -200,19 +167,8 @@ mod tests {
     use super::*;
     use crate::store::{Batch, MemoryStore};
 
-    fn id(t: &str, i: &str, n: &str) -> JobId {
-        JobId::new(t, i, n)
-    }
-
-    #[test]
-    fn keys_are_unambiguous_and_read_back() {
-        // Same bytes end to end, split differently: different keys.
-        assert_ne!(key(&id("ab", "c", "d")), key(&id("a", "bc", "d")));
-        assert_ne!(key(&id("a", "b", "cd")), key(&id("a", "bc", "d")));
-        for job in [id("T", "1", ""), id("t\0y", "ü", "n/a?"), id("", "", "x")] {
-            assert_eq!(parse_key(&key(&job)), Some(job));
-        }
-        assert_eq!(parse_key(b"r\0\0"), None);
+    fn key(n: &str) -> Vec<u8> {
+        JobId::new("T", "1", n).key().to_vec()
     }
 
     #[tokio::test]
@@ -226,7 +182,7 @@ mod tests {
         };
         let mut batch = Batch::new();
         for n in 0..LOAD_PAGE + 3 {
-            batch.put(key(&id("T", "1", &n.to_string())), reminder.to_value());
+            batch.put(key(&n.to_string()), reminder.to_value());
         }
         store.commit(batch).await.unwrap();
         let all = load_all(&store).await.unwrap();
@@ -240,7 +196,7 @@ mod tests {
     async fn a_value_of_another_layout_is_refused_as_corrupt() {
         let store = MemoryStore::new();
         let mut batch = Batch::new();
-        batch.put(key(&id("T", "1", "r")), b"{\"schedule\":{}}".to_vec());
+        batch.put(key("r"), b"{\"schedule\":{}}".to_vec());
         store.commit(batch).await.unwrap();
         let refused = load_all(&store).await.unwrap_err();
         assert!(matches!(refused, StoreError::Corrupt(_)), "{refused:?}");
