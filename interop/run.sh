@@ -98,6 +98,8 @@ PORT="$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); 
 ADDR="127.0.0.1:$PORT"
 METRICS_PORT="$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 METRICS_URL="http://127.0.0.1:$METRICS_PORT/metrics"
+# daprd's HTTP actor API (what the SDK's ActorProxy speaks), on a port of its own.
+HTTP_PORT="$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 command -v promtool >/dev/null || { echo "promtool not found: install Debian's prometheus package" >&2; exit 2; }
 
 start_gateway() { # start_gateway [TOKEN [EXTRA_FLAG...]]
@@ -111,8 +113,9 @@ start_gateway() { # start_gateway [TOKEN [EXTRA_FLAG...]]
   local store=(--in-memory)
   [[ " $* " == *" --data-dir "* ]] && store=()
   env -u DAPR_GRPC_PORT "${token_env[@]}" RUST_LOG="${RUST_LOG:-info}" \
-    "$BIN" serve --listen "$ADDR" --metrics-listen "127.0.0.1:$METRICS_PORT" --app-id "$APP_ID" \
-    "${store[@]}" "$@" >>"$LOG_DIR/gateway.log" 2>&1 &
+    "$BIN" serve --listen "$ADDR" --metrics-listen "127.0.0.1:$METRICS_PORT" \
+    --http-listen "127.0.0.1:$HTTP_PORT" --app-id "$APP_ID" "${store[@]}" "$@" \
+    >>"$LOG_DIR/gateway.log" 2>&1 &
   GATEWAY_PID=$!
 }
 
@@ -182,6 +185,23 @@ run_caller() { # run_caller ARGS...
   done <<<"$out"
   if ((rc != 0)) && ! grep -q '^FAIL ' <<<"$out"; then
     record fail "caller $*" "exited with status $rc without reporting a check"
+  fi
+}
+
+# Runs proxy_caller.py checks: the SDK's ActorProxy over HTTP, found as `dapr run` would
+# set it up (DAPR_HTTP_PORT); counted like caller.py's.
+run_proxy_caller() { # run_proxy_caller CHECK...
+  local out rc=0 line
+  out="$(env -u DAPR_HTTP_ENDPOINT -u DAPR_API_TOKEN DAPR_RUNTIME_HOST=127.0.0.1 DAPR_HTTP_PORT="$HTTP_PORT" \
+    DAPR_HEALTH_TIMEOUT=20 timeout 120 "$PY" "$INTEROP/proxy_caller.py" "$@" 2>>"$LOG_DIR/proxy_caller.log")" || rc=$?
+  while IFS= read -r line; do
+    case "$line" in
+      "PASS "*) passed=$((passed + 1)); echo "$line" ;;
+      "FAIL "*) failed=$((failed + 1)); echo "$line" ;;
+    esac
+  done <<<"$out"
+  if ((rc != 0)) && ! grep -q '^FAIL ' <<<"$out"; then
+    record fail "proxy-caller $*" "exited with status $rc without reporting a check (see proxy_caller.log)"
   fi
 }
 
@@ -256,6 +276,8 @@ run_wire_check
 start_app app
 if wait_for_app app; then record pass app-registers; else record fail app-registers "app never acknowledged (see app.log)"; exit 1; fi
 run_caller --app-pid "$APP_PID" registration invoke concurrent unknown-method unknown-type app-error
+# The same app through the HTTP front door, as the SDK's ActorProxy calls it.
+run_proxy_caller invoke unknown-method app-error
 # Load of our own (bench's echo apps and callers) beside the SDK app, scraped as it runs.
 "$BIN" bench --addr "http://$ADDR" --callers 16 --duration 3s --warmup 0s >>"$LOG_DIR/bench.log" 2>&1 &
 LOAD_PID=$!
@@ -327,6 +349,7 @@ if wait_for_app runtime-app; then
   record pass runtime-app-registers
   run_runtime_caller runtime-app state-counter metadata-count turns deactivation \
     state-after-deactivation timer reminder
+  run_proxy_caller state
   scrape "$LOG_DIR/scrape-runtime.txt" || true
   check_scrapes metrics-runtime 'dapr_runtime_actor_reminders_fired_total\{actor_type="[^"]+",success="true"\} [1-9]' \
     "$LOG_DIR/scrape-runtime.txt"

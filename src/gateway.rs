@@ -28,10 +28,11 @@ use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
 use crate::config::RegistrationLimits;
+use crate::http::{FrontDoor, HttpServer, HttpSettings};
 use crate::manager::{CloseAll, ManagerActor};
 use crate::proto::FILE_DESCRIPTOR_SET;
 use crate::runtime::{Runtime, RuntimeOptions};
-use crate::server::{self, Http2, Http2Settings, TlsSetupError};
+use crate::server::{self, ConnectionServer, Grpc, Http2, Http2Settings, TlsSetupError};
 use crate::service::router::{Named, Services};
 use crate::service::{DaprService, TokenCheck};
 use crate::store::{MemoryStore, Store};
@@ -72,6 +73,8 @@ pub struct GatewaySettings {
     /// The actor runtime (SPEC §8); `None` relays only (calls do not take
     /// turns, and the runtime's RPCs answer UNIMPLEMENTED).
     pub runtime: Option<RuntimeOptions>,
+    /// The HTTP front door's limits, when it has a listener.
+    pub http: HttpSettings,
     /// Where the runtime keeps actor state and reminders (SPEC P1): the
     /// binary opens a `DurableStore` unless `--in-memory`; the default is a
     /// fresh `MemoryStore`, for embedding and tests.
@@ -98,6 +101,7 @@ impl Default for GatewaySettings {
             max_streams: crate::service::DEFAULT_MAX_STREAMS,
             registration_limits: RegistrationLimits::default(),
             runtime: Some(RuntimeOptions::default()),
+            http: HttpSettings::default(),
             store: Arc::new(MemoryStore::new()),
         }
     }
@@ -128,35 +132,57 @@ pub async fn serve_on(
     listener: std::net::TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), GatewayError> {
+    serve_both_on(actors, settings, listener, None, shutdown).await
+}
+
+/// As [`serve_on`], with daprd's HTTP API on `http` too: its connections
+/// are spread over the same threads, by the same accepting thread's loop.
+pub async fn serve_both_on(
+    actors: ActorThreads,
+    settings: GatewaySettings,
+    listener: std::net::TcpListener,
+    http: Option<std::net::TcpListener>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), GatewayError> {
     tokio::pin!(shutdown);
-    let Some((gateway, http, services)) =
-        Gateway::build_unless(&settings, actors.manager(), &mut shutdown).await?
+    let Some((gateway, grpc, http_server)) =
+        Gateway::build_unless(&settings, actors.manager(), http.is_some(), &mut shutdown).await?
     else {
         return Ok(());
     };
-    info!("serving on {}", describe(listener.local_addr(), &settings));
+    info!(
+        "serving gRPC on {}",
+        describe(listener.local_addr(), &settings)
+    );
     listener.set_nonblocking(true)?;
-    // The manager's thread accepts and hands connections to the others in
-    // turn (see `server::spread`).
-    let (spread, intakes) = server::spread(actors.count());
-    let accepting = ThreadRole::Accept(listener, spread);
-    let roles = std::iter::once(accepting)
-        .chain(intakes.into_iter().map(ThreadRole::Take))
-        .collect();
+    let mut roles = thread_roles(listener, actors.count());
+    let http_roles: Vec<Option<ThreadRole>> = match &http {
+        Some(listener) => {
+            info!("serving HTTP on {}", describe_http(listener.local_addr()));
+            listener.set_nonblocking(true)?;
+            thread_roles(listener.try_clone()?, actors.count())
+                .into_iter()
+                .map(Some)
+                .collect()
+        }
+        None => roles.iter().map(|_| None).collect(),
+    };
+    // The listener's clone above serves; this handle only has to go.
+    drop(http);
+    let roles: Vec<_> = roles.drain(..).zip(http_roles).collect();
     let drained = gateway.drained.clone();
-    let servers = actors.run_on_each_with(roles, move |_, role| {
-        let (http, services, drained) = (http.clone(), services.clone(), drained.clone());
+    let servers = actors.run_on_each_with(roles, move |_, (grpc_role, http_role)| {
+        let (grpc, http_server, drained) = (grpc.clone(), http_server.clone(), drained.clone());
         async move {
-            match role {
-                ThreadRole::Accept(listener, spread) => {
-                    let listener = TcpListener::from_std(listener)?;
-                    server::serve_spreading(listener, spread, http, services, drained).await;
+            let grpc_side = grpc_role.run(grpc, drained.clone());
+            let http_side = async {
+                match (http_role, http_server) {
+                    (Some(role), Some(server)) => role.run(server, drained).await,
+                    _ => Ok(()),
                 }
-                ThreadRole::Take(intake) => {
-                    server::serve_handed(intake, http, services, drained).await;
-                }
-            }
-            Ok::<_, GatewayError>(())
+            };
+            let (grpc_done, http_done) = tokio::join!(grpc_side, http_side);
+            grpc_done.and(http_done)
         }
     });
     // Ends at the first server that fails, else when all have finished. A
@@ -170,12 +196,38 @@ pub async fn serve_on(
     gateway.run(&settings, shutdown, servers).await
 }
 
-/// What one actor thread does in [`serve_on`].
+/// One role per thread: the first accepts and hands connections to the
+/// others in turn (see `server::spread`). The manager's thread is the first.
+fn thread_roles(listener: std::net::TcpListener, threads: usize) -> Vec<ThreadRole> {
+    let (spread, intakes) = server::spread(threads);
+    std::iter::once(ThreadRole::Accept(listener, spread))
+        .chain(intakes.into_iter().map(ThreadRole::Take))
+        .collect()
+}
+
+/// What one actor thread does for one listener in [`serve_both_on`].
 enum ThreadRole {
     /// Accept, and hand connections to the other threads.
     Accept(std::net::TcpListener, server::Spread),
     /// Serve the connections handed to this thread.
     Take(server::Intake),
+}
+
+impl ThreadRole {
+    async fn run<S: ConnectionServer>(
+        self,
+        server: Arc<S>,
+        stop: CancellationToken,
+    ) -> Result<(), GatewayError> {
+        match self {
+            ThreadRole::Accept(listener, spread) => {
+                let listener = TcpListener::from_std(listener)?;
+                server::serve_spreading(listener, spread, server, stop).await;
+            }
+            ThreadRole::Take(intake) => server::serve_handed(intake, server, stop).await,
+        }
+        Ok(())
+    }
 }
 
 /// Serve on `listener` on the calling tokio runtime until `shutdown`
@@ -188,17 +240,38 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), GatewayError> {
+    serve_both(settings, manager, listener, None, shutdown).await
+}
+
+/// As [`serve`], with daprd's HTTP API on `http` too.
+pub async fn serve_both(
+    settings: GatewaySettings,
+    manager: Addr<ManagerActor>,
+    listener: TcpListener,
+    http: Option<TcpListener>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), GatewayError> {
     tokio::pin!(shutdown);
-    let Some((gateway, http, services)) =
-        Gateway::build_unless(&settings, manager, &mut shutdown).await?
+    let Some((gateway, grpc, http_server)) =
+        Gateway::build_unless(&settings, manager, http.is_some(), &mut shutdown).await?
     else {
         return Ok(());
     };
-    info!("serving on {}", describe(listener.local_addr(), &settings));
-    let server = server::serve(listener, http, services, gateway.drained.clone());
+    info!(
+        "serving gRPC on {}",
+        describe(listener.local_addr(), &settings)
+    );
+    let drained = gateway.drained.clone();
+    let grpc_side = server::serve(listener, grpc, drained.clone());
+    let http_side = async {
+        if let (Some(listener), Some(server)) = (http, http_server) {
+            info!("serving HTTP on {}", describe_http(listener.local_addr()));
+            server::serve(listener, server, drained).await;
+        }
+    };
     gateway
         .run(&settings, shutdown, async {
-            server.await;
+            tokio::join!(grpc_side, http_side);
             Ok(())
         })
         .await
@@ -215,8 +288,9 @@ struct Gateway {
     drained: CancellationToken,
 }
 
-/// What [`Gateway::build`] makes: the gateway, its HTTP/2 settings and services.
-type Built = (Gateway, Arc<Http2>, Arc<Services>);
+/// What [`Gateway::build`] makes: the gateway, its gRPC server and, when
+/// asked for, its HTTP one.
+type Built = (Gateway, Arc<Grpc>, Option<Arc<HttpServer>>);
 
 impl Gateway {
     /// Builds the gateway, unless `shutdown` resolves first (`None`). With
@@ -228,10 +302,11 @@ impl Gateway {
     async fn build_unless(
         settings: &GatewaySettings,
         manager: Addr<ManagerActor>,
+        with_http: bool,
         shutdown: impl Future<Output = ()>,
     ) -> Result<Option<Built>, GatewayError> {
         tokio::select! {
-            built = Self::build(settings, manager) => built.map(Some),
+            built = Self::build(settings, manager, with_http) => built.map(Some),
             () = shutdown => {
                 info!("stopped before serving");
                 Ok(None)
@@ -242,6 +317,7 @@ impl Gateway {
     async fn build(
         settings: &GatewaySettings,
         manager: Addr<ManagerActor>,
+        with_http: bool,
     ) -> Result<Built, GatewayError> {
         let stopping = CancellationToken::new();
         let mut dapr = DaprService::new(manager.clone(), settings.app_id.clone());
@@ -251,6 +327,19 @@ impl Gateway {
                 .map_err(|e| GatewayError::Runtime(e.to_string()))?;
             dapr = dapr.with_runtime(runtime);
         }
+        let token = TokenCheck::new(settings.api_token.as_deref());
+        // The HTTP front door shares the gRPC one's API: one runtime, one
+        // set of actors, the same token.
+        let http = with_http.then(|| {
+            let ctx = crate::http::routes::Ctx {
+                api: dapr.api().clone(),
+                max_body_bytes: settings.http.max_body_bytes,
+                token_checked: settings.api_token.as_deref().is_some_and(|t| !t.is_empty()),
+                stopping: stopping.clone(),
+            };
+            let door = FrontDoor::new(ctx, token.clone());
+            Arc::new(HttpServer::new(door, &settings.http))
+        });
         let dapr = dapr
             .with_shutdown(stopping.clone())
             .with_handshake_timeout(settings.handshake_timeout)
@@ -264,7 +353,6 @@ impl Gateway {
             .build_v1()?;
         let (health, health_service) = tonic_health::server::health_reporter();
         set_health(&health, ServingStatus::Serving).await;
-        let token = TokenCheck::new(settings.api_token.as_deref());
         let services = Services::new(
             dapr,
             Named::new(health_service),
@@ -272,7 +360,7 @@ impl Gateway {
             token,
         );
 
-        let mut http = Http2::new(Http2Settings {
+        let mut http2 = Http2::new(Http2Settings {
             max_calls_per_connection: MAX_CALLS_PER_CONNECTION,
             keepalive_interval: settings.keepalive_interval,
             keepalive_timeout: settings.keepalive_timeout,
@@ -280,7 +368,7 @@ impl Gateway {
         });
         if let Some(tls) = &settings.tls {
             let acceptor = tls_acceptor(tls)?;
-            http = http.with_tls(acceptor);
+            http2 = http2.with_tls(acceptor);
         }
         let gateway = Gateway {
             manager,
@@ -288,7 +376,7 @@ impl Gateway {
             stopping,
             drained: CancellationToken::new(),
         };
-        Ok((gateway, Arc::new(http), Arc::new(services)))
+        Ok((gateway, Arc::new(Grpc::new(http2, services)), http))
     }
 
     /// Runs `servers` until `shutdown`, then ends every app stream and lets
@@ -346,6 +434,10 @@ fn tls_acceptor(files: &TlsFiles) -> Result<TlsAcceptor, GatewayError> {
     let cert = std::fs::read(&files.cert).map_err(GatewayError::TlsFiles)?;
     let key = std::fs::read(&files.key).map_err(GatewayError::TlsFiles)?;
     Ok(server::tls_acceptor(&cert, &key)?)
+}
+
+fn describe_http(addr: std::io::Result<SocketAddr>) -> String {
+    addr.map_or_else(|_| "an unknown address".into(), |a| format!("http://{a}"))
 }
 
 fn describe(addr: std::io::Result<SocketAddr>, settings: &GatewaySettings) -> String {

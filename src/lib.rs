@@ -10,12 +10,14 @@
 //!
 //! See docs/architecture.md for how a request travels through them.
 
+pub mod api;
 pub mod clip;
 pub mod codec;
 pub mod config;
 pub mod connection;
 pub mod error;
 pub mod gateway;
+pub mod http;
 pub mod kit;
 pub mod log_throttle;
 pub mod manager;

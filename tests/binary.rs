@@ -43,8 +43,12 @@ impl Server {
     fn spawn(args: &[&str], env: &[(&str, String)]) -> Self {
         let mut cmd = Command::new(BIN);
         // In memory: these tests are about the process, and parallel
-        // gateways must not share (or leave behind) a data directory.
-        cmd.arg("serve").arg("--in-memory").args(args);
+        // gateways must not share (or leave behind) a data directory. An
+        // HTTP port of its own, so that tests never collide on 3500.
+        cmd.arg("serve")
+            .arg("--in-memory")
+            .args(["--http-listen", "127.0.0.1:0"])
+            .args(args);
         if !args.contains(&"--metrics-listen") {
             cmd.args(METRICS_ANYWHERE);
         }
@@ -155,6 +159,7 @@ impl LoggedServer {
             .arg("serve")
             .arg("--in-memory")
             .args(METRICS_ANYWHERE)
+            .args(["--http-listen", "127.0.0.1:0"])
             .args(args)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
@@ -376,7 +381,10 @@ async fn serve_exports_metrics_and_refuses_a_taken_metrics_port() {
     let taken = Command::new(BIN)
         .args([
             "serve",
+            "--in-memory",
             "--listen",
+            "127.0.0.1:0",
+            "--http-listen",
             "127.0.0.1:0",
             "--metrics-listen",
             &metrics.to_string(),
@@ -400,4 +408,24 @@ async fn scrape_metrics(addr: SocketAddr) -> String {
     let mut response = String::new();
     stream.read_to_string(&mut response).await.unwrap();
     response
+}
+
+/// A taken HTTP port is a start-up error that names the HTTP listener (3500
+/// is often a daprd's), not a gateway without its HTTP API.
+#[test]
+fn a_taken_http_port_is_a_startup_error_naming_the_http_listener() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let output = Command::new(BIN)
+        .args(["serve", "--in-memory", "--listen", "127.0.0.1:0"])
+        .args(["--http-listen", &addr])
+        .args(METRICS_ANYWHERE)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!("HTTP listener on {addr}")),
+        "{stderr}"
+    );
 }

@@ -410,13 +410,20 @@ fn transaction(ops: Vec<TransactionalActorStateOperation>) -> ExecuteActorStateT
     }
 }
 
+/// The front door's API over `runtime` alone: the state RPCs need nothing else.
+fn api(runtime: &Runtime) -> callbackstream::api::ActorApi {
+    use actix::Actor;
+    let transport = callbackstream::Transport::new(ManagerActor::default().start());
+    callbackstream::api::ActorApi::new(transport, "app").with_runtime(runtime.clone())
+}
+
 async fn read(runtime: &Runtime, key: &str) -> Vec<u8> {
     let request = GetActorStateRequest {
         actor_type: "A".into(),
         actor_id: "1".into(),
         key: key.into(),
     };
-    actor_state::get(runtime, request)
+    actor_state::get(&api(runtime), request)
         .await
         .unwrap()
         .into_inner()
@@ -429,10 +436,12 @@ async fn st2_a_transaction_needs_the_actor_active_then_applies_all_or_nothing() 
     let runtime = start_runtime(&manager).await;
     let mut app = App::register(&manager, &["A"]).await;
 
-    let refused =
-        actor_state::transact(&runtime, transaction(vec![operation("upsert", "k", b"1")]))
-            .await
-            .unwrap_err();
+    let refused = actor_state::transact(
+        &api(&runtime),
+        transaction(vec![operation("upsert", "k", b"1")]),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(refused.code(), Code::Internal);
     assert_eq!(refused.message(), actor_state::ACTOR_INSTANCE_MISSING);
     assert_eq!(
@@ -445,7 +454,7 @@ async fn st2_a_transaction_needs_the_actor_active_then_applies_all_or_nothing() 
     let request = app.next().await;
     // Inside the turn, as the SDK does it: state never waits for a turn (T2).
     actor_state::transact(
-        &runtime,
+        &api(&runtime),
         transaction(vec![
             operation("upsert", "k", b"1"),
             operation("upsert", "j", b"2"),
@@ -457,7 +466,7 @@ async fn st2_a_transaction_needs_the_actor_active_then_applies_all_or_nothing() 
         operation("upsert", "k", b"changed"),
         operation("merge", "j", b"x"),
     ];
-    let unsupported = actor_state::transact(&runtime, transaction(mixed))
+    let unsupported = actor_state::transact(&api(&runtime), transaction(mixed))
         .await
         .unwrap_err();
     assert_eq!(unsupported.code(), Code::Unimplemented);
@@ -466,9 +475,12 @@ async fn st2_a_transaction_needs_the_actor_active_then_applies_all_or_nothing() 
         b"1",
         "nothing of a refused transaction applies"
     );
-    actor_state::transact(&runtime, transaction(vec![operation("delete", "j", b"")]))
-        .await
-        .unwrap();
+    actor_state::transact(
+        &api(&runtime),
+        transaction(vec![operation("delete", "j", b"")]),
+    )
+    .await
+    .unwrap();
     assert_eq!(read(&runtime, "j").await, b"");
     app.answer(invoke_response(request_id(&request), "ok"))
         .await;
@@ -484,7 +496,7 @@ async fn st3_a_key_with_a_ttl_reports_its_expiry_then_reads_absent() {
     let request = app.next().await;
     let mut op = operation("upsert", "k", b"v");
     op.metadata.insert("ttlInSeconds".into(), "2".into());
-    actor_state::transact(&runtime, transaction(vec![op]))
+    actor_state::transact(&api(&runtime), transaction(vec![op]))
         .await
         .unwrap();
     app.answer(invoke_response(request_id(&request), "ok"))
@@ -496,7 +508,7 @@ async fn st3_a_key_with_a_ttl_reports_its_expiry_then_reads_absent() {
         actor_id: "1".into(),
         key: "k".into(),
     };
-    let live = actor_state::get(&runtime, get())
+    let live = actor_state::get(&api(&runtime), get())
         .await
         .unwrap()
         .into_inner();
@@ -507,7 +519,7 @@ async fn st3_a_key_with_a_ttl_reports_its_expiry_then_reads_absent() {
         live.metadata
     );
     tokio::time::advance(Duration::from_secs(2)).await;
-    let expired = actor_state::get(&runtime, get())
+    let expired = actor_state::get(&api(&runtime), get())
         .await
         .unwrap()
         .into_inner();

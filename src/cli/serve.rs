@@ -9,6 +9,7 @@ use std::time::Duration;
 use callbackstream::config::RegistrationLimits;
 use callbackstream::connection::ConnectionOptions;
 use callbackstream::gateway::{self, GatewaySettings, TlsFiles};
+use callbackstream::http::HttpSettings;
 use callbackstream::runtime::{JobLimits, RuntimeOptions};
 use callbackstream::store::durable::{FORMAT_VERSION, OpenError};
 use callbackstream::store::{DurableStore, MemoryStore, Store};
@@ -90,6 +91,19 @@ pub struct ServeArgs {
     /// the process, and no directory is used.
     #[arg(long)]
     in_memory: bool,
+    /// Address daprd's HTTP actor API listens on [default: 127.0.0.1:$DAPR_HTTP_PORT, else 127.0.0.1:3500]
+    #[arg(long, conflicts_with = "no_http")]
+    http_listen: Option<SocketAddr>,
+    /// Serve gRPC only: no HTTP actor API.
+    #[arg(long)]
+    no_http: bool,
+    /// How long an HTTP client may take to send a request's headers (and an
+    /// HTTP/1.1 connection may sit idle between requests).
+    #[arg(long, default_value = "10s", value_parser = positive_duration)]
+    http_header_timeout: Duration,
+    /// HTTP connections served at once; more are closed as they arrive.
+    #[arg(long, default_value_t = HttpSettings::default().max_connections, value_parser = at_least_one)]
+    max_http_connections: usize,
     /// Address the Prometheus scrape endpoint (`GET /metrics`) listens on.
     #[arg(long, default_value = "127.0.0.1:9090", conflicts_with = "no_metrics")]
     metrics_listen: SocketAddr,
@@ -117,6 +131,12 @@ pub async fn run(args: ServeArgs) -> CliResult {
     let store = open_store(&args)?;
     let listen = args.listen.unwrap_or_else(default_listen);
     let listener = TcpListener::bind(listen)?;
+    let http_listener = match args.no_http {
+        true => None,
+        false => Some(bind_http(
+            args.http_listen.unwrap_or_else(default_http_listen),
+        )?),
+    };
     let metrics = match args.no_metrics {
         true => None,
         false => Some(serve_metrics(args.metrics_listen).await?),
@@ -154,9 +174,18 @@ pub async fn run(args: ServeArgs) -> CliResult {
             },
         }),
         store,
+        // One body limit for both front doors: an HTTP body is what a
+        // gRPC message would carry.
+        http: HttpSettings {
+            max_body_bytes: args.max_message_bytes,
+            header_read_timeout: args.http_header_timeout,
+            max_connections: args.max_http_connections,
+            ..HttpSettings::default()
+        },
         ..GatewaySettings::default()
     };
-    let served = gateway::serve_on(actors.threads(), settings, listener, stop).await;
+    let served =
+        gateway::serve_both_on(actors.threads(), settings, listener, http_listener, stop).await;
     if let Some(scrapes) = metrics {
         scrapes.abort();
     }
@@ -174,6 +203,15 @@ pub async fn run(args: ServeArgs) -> CliResult {
     }
     served?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The HTTP API's listener; a taken port says which listener it was (3500
+/// is often taken by a daprd on the same machine).
+fn bind_http(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).map_err(|e| {
+        let hint = "(--http-listen to choose another, --no-http for none)";
+        std::io::Error::new(e.kind(), format!("HTTP listener on {addr}: {e} {hint}"))
+    })
 }
 
 /// Switches metrics on and serves them on `addr`, until the handle is
@@ -214,6 +252,15 @@ fn default_listen() -> SocketAddr {
         .ok()
         .and_then(|p| p.parse::<u16>().ok())
         .unwrap_or(50001);
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+/// Dapr's convention: the sidecar's HTTP port comes from DAPR_HTTP_PORT.
+fn default_http_listen() -> SocketAddr {
+    let port = std::env::var("DAPR_HTTP_PORT")
+        .ok()
+        .and_then(|p| p.parse::<u16>().ok())
+        .unwrap_or(callbackstream::http::DEFAULT_HTTP_PORT);
     SocketAddr::from(([127, 0, 0, 1], port))
 }
 

@@ -136,6 +136,8 @@ impl Drop for HostedServer {
 pub struct HostedGateway {
     server: HostedServer,
     actors: ActorSystem,
+    /// daprd's HTTP API, when started with it.
+    http_addr: Option<SocketAddr>,
 }
 
 impl HostedGateway {
@@ -145,15 +147,47 @@ impl HostedGateway {
         options: ConnectionOptions,
         threads: usize,
     ) -> io::Result<Self> {
+        Self::start_serving(settings, options, threads, false)
+    }
+
+    /// As [`start`](Self::start), with daprd's HTTP API on a loopback port too.
+    pub fn start_with_http(
+        settings: GatewaySettings,
+        options: ConnectionOptions,
+        threads: usize,
+    ) -> io::Result<Self> {
+        Self::start_serving(settings, options, threads, true)
+    }
+
+    fn start_serving(
+        settings: GatewaySettings,
+        options: ConnectionOptions,
+        threads: usize,
+        with_http: bool,
+    ) -> io::Result<Self> {
+        let http = match with_http {
+            true => Some(std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?),
+            false => None,
+        };
+        let http_addr = http.as_ref().map(|l| l.local_addr()).transpose()?;
         let actors = ActorSystem::start_threads(options, threads)?;
         let threads = actors.threads();
         // One worker: it only binds the port and runs the shutdown sequence.
         let server = HostedServer::start(GATEWAY_THREADS, 1, move |listener, stop| async move {
-            gateway::serve_on(threads, settings, listener.into_std()?, stop)
+            gateway::serve_both_on(threads, settings, listener.into_std()?, http, stop)
                 .await
                 .map_err(Into::into)
         })?;
-        Ok(HostedGateway { server, actors })
+        Ok(HostedGateway {
+            server,
+            actors,
+            http_addr,
+        })
+    }
+
+    /// Where daprd's HTTP API listens, when started with it.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http_addr
     }
 
     pub fn server(&self) -> &HostedServer {
@@ -180,7 +214,7 @@ impl HostedGateway {
 
     /// Shuts the gateway down and waits until the server and the actors stopped.
     pub async fn finished(self) -> ServeResult {
-        let HostedGateway { server, actors } = self;
+        let HostedGateway { server, actors, .. } = self;
         let served = server.finished().await;
         // Stopping the actor system joins its thread: not on an async worker.
         tokio::task::spawn_blocking(move || actors.stop()).await?;

@@ -10,6 +10,7 @@
 //! report in a form serde can print.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -153,20 +154,46 @@ pub async fn run(channel: Channel, spec: LoadSpec) -> LoadReport {
 /// Runs `spec` with the callers spread over `pool`, counting each finished
 /// call in `progress`. An empty pool runs no call.
 pub async fn run_on(pool: &[Channel], spec: LoadSpec, progress: &Arc<Progress>) -> LoadReport {
+    let callers = if pool.is_empty() { 0 } else { spec.callers };
+    let invokers = (0..callers)
+        .map(|caller| GrpcInvoker {
+            client: DaprClient::new(pool[caller % pool.len()].clone()),
+            timeout: spec.call_timeout,
+        })
+        .collect();
+    run_with(invokers, spec, progress).await
+}
+
+/// One caller's way of invoking an actor method: gRPC here, daprd's HTTP
+/// API in `kit::http_load`.
+pub trait Invoker: Send + 'static {
+    /// Calls `method` on the actor with `data`; the reply's data, or the
+    /// name of what went wrong (a status code).
+    fn invoke(
+        &mut self,
+        actor_type: String,
+        actor_id: String,
+        data: Vec<u8>,
+    ) -> impl Future<Output = Result<Vec<u8>, String>> + Send;
+}
+
+/// Runs `spec` with one caller per invoker, counting each finished call in
+/// `progress`.
+pub async fn run_with<I: Invoker>(
+    invokers: Vec<I>,
+    spec: LoadSpec,
+    progress: &Arc<Progress>,
+) -> LoadReport {
     let started = Instant::now();
     let stop_at = started + spec.duration;
-    let callers = if pool.is_empty() {
-        0
-    } else {
-        spec.callers.max(1)
-    };
-    let per_caller = spec.max_calls.map(|n| n.div_ceil(callers.max(1) as u64));
+    let per_caller = spec
+        .max_calls
+        .map(|n| n.div_ceil(invokers.len().max(1) as u64));
     // A JoinSet aborts the callers if this future is dropped (an interrupted bench).
     let mut tasks = JoinSet::new();
-    for caller in 0..callers {
-        let client = DaprClient::new(pool[caller % pool.len()].clone());
+    for (caller, invoker) in invokers.into_iter().enumerate() {
         tasks.spawn(caller_loop(
-            client,
+            invoker,
             spec.clone(),
             caller,
             Limits {
@@ -196,8 +223,35 @@ struct Limits {
     max_calls: Option<u64>,
 }
 
-async fn caller_loop(
-    mut client: DaprClient<Channel>,
+struct GrpcInvoker {
+    client: DaprClient<Channel>,
+    timeout: Duration,
+}
+
+impl Invoker for GrpcInvoker {
+    async fn invoke(
+        &mut self,
+        actor_type: String,
+        actor_id: String,
+        data: Vec<u8>,
+    ) -> Result<Vec<u8>, String> {
+        let mut request = Request::new(InvokeActorRequest {
+            actor_type,
+            actor_id,
+            method: "echo".into(),
+            data,
+            metadata: Default::default(),
+        });
+        request.set_timeout(self.timeout);
+        match self.client.invoke_actor(request).await {
+            Ok(reply) => Ok(reply.into_inner().data),
+            Err(status) => Err(code_name(status.code())),
+        }
+    }
+}
+
+async fn caller_loop<I: Invoker>(
+    mut invoker: I,
     spec: LoadSpec,
     caller: usize,
     limits: Limits,
@@ -208,25 +262,19 @@ async fn caller_loop(
     while Instant::now() < limits.stop_at && limits.max_calls.is_none_or(|m| n < m) {
         let data = payload(caller, n, spec.payload_bytes);
         let turn = caller + n as usize;
-        let mut request = Request::new(InvokeActorRequest {
-            actor_type: pick(&spec.actor_types, turn),
-            actor_id: format!("actor-{}", turn % spec.actor_ids.max(1)),
-            method: "echo".into(),
-            data: data.clone(),
-            metadata: Default::default(),
-        });
-        request.set_timeout(spec.call_timeout);
+        let actor_type = pick(&spec.actor_types, turn);
+        let actor_id = format!("actor-{}", turn % spec.actor_ids.max(1));
         let t0 = Instant::now();
-        match client.invoke_actor(request).await {
+        match invoker.invoke(actor_type, actor_id, data.clone()).await {
             Ok(reply) => {
                 let _ = part.latency_us.record(t0.elapsed().as_micros() as u64);
                 part.ok += 1;
-                if reply.into_inner().data != data {
+                if reply != data {
                     part.wrong_replies += 1;
                 }
             }
-            Err(status) => {
-                *part.errors.entry(code_name(status.code())).or_default() += 1;
+            Err(code) => {
+                *part.errors.entry(code).or_default() += 1;
                 // A gateway that is gone fails calls without waiting; yield
                 // so such a loop cannot hold its worker until the deadline.
                 tokio::task::yield_now().await;

@@ -13,5 +13,6 @@ pub mod baseline;
 pub mod chaos;
 pub mod counter;
 pub mod hosted;
+pub mod http_load;
 pub mod load;
 pub mod procstat;

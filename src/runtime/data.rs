@@ -1,5 +1,6 @@
 //! The `data` of a timer or reminder as it travels back to the app: the
-//! registered bytes wrapped the way daprd wraps them (facts §3).
+//! registered bytes (gRPC) or JSON text (HTTP) wrapped the way daprd wraps
+//! them (facts §3, §4).
 //!
 //! daprd JSON-marshals the bytes (Go writes `[]byte` as a JSON string of
 //! padded standard base64) and packs that into a `BytesValue` Any. The Python
@@ -14,6 +15,27 @@ use prost::Message;
 use prost_types::Any;
 
 pub const BYTES_VALUE_TYPE_URL: &str = "type.googleapis.com/google.protobuf.BytesValue";
+
+/// The Any for registered data: [`encode`] for bytes (gRPC), [`encode_json`]
+/// for JSON text (daprd's HTTP API).
+pub fn wrap(data: &[u8], is_json: bool) -> Option<Any> {
+    match is_json {
+        true => encode_json(data),
+        false => encode(data),
+    }
+}
+
+/// The Any daprd sends for data registered over HTTP: the JSON text itself
+/// in the `BytesValue` (facts §4); None for none.
+pub fn encode_json(text: &[u8]) -> Option<Any> {
+    if text.is_empty() {
+        return None;
+    }
+    Some(Any {
+        type_url: BYTES_VALUE_TYPE_URL.to_owned(),
+        value: text.to_vec().encode_to_vec(),
+    })
+}
 
 /// The Any daprd sends for registered `data`; None for none (daprd leaves
 /// the field unset).
@@ -37,6 +59,17 @@ mod tests {
     fn bytes_value(any: &Any) -> Vec<u8> {
         assert_eq!(any.type_url, BYTES_VALUE_TYPE_URL);
         Vec::<u8>::decode(any.value.as_slice()).unwrap()
+    }
+
+    #[test]
+    fn json_data_goes_in_the_bytes_value_as_it_is() {
+        assert_eq!(
+            bytes_value(&encode_json(b"{\"n\":7}").unwrap()),
+            b"{\"n\":7}"
+        );
+        assert_eq!(encode_json(b""), None);
+        // A base64 string over HTTP is what its bytes are over gRPC.
+        assert_eq!(encode_json(b"\"cnN0YXRl\""), encode(b"rstate"));
     }
 
     #[test]

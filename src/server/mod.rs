@@ -105,27 +105,56 @@ impl Http2 {
     }
 }
 
-/// Accepts connections on `listener` and serves `services` on each, on the
-/// current runtime, until `stop` is cancelled and every connection has ended.
-pub async fn serve(
-    listener: TcpListener,
-    http: Arc<Http2>,
+/// How a server serves the connections its accept loop takes: the gRPC
+/// gateway's HTTP/2 ([`Grpc`]) or the HTTP API's HTTP/1.1-or-h2c
+/// (`crate::http::server`). The accept loop, the spreading over threads and
+/// the wait for every connection to end are the same for both.
+pub trait ConnectionServer: Send + Sync + 'static {
+    /// Starts serving `tcp` in task(s) on `tasks`; they end gracefully once
+    /// `stop` is cancelled.
+    fn open(self: &Arc<Self>, tcp: TcpStream, stop: &CancellationToken, tasks: &TaskTracker);
+}
+
+/// The gateway's gRPC server: its HTTP/2 settings and its services.
+pub struct Grpc {
+    http: Http2,
     services: Arc<Services>,
+}
+
+impl Grpc {
+    pub fn new(http: Http2, services: Services) -> Self {
+        Grpc {
+            http,
+            services: Arc::new(services),
+        }
+    }
+}
+
+impl ConnectionServer for Grpc {
+    fn open(self: &Arc<Self>, tcp: TcpStream, stop: &CancellationToken, tasks: &TaskTracker) {
+        tasks.spawn(open(tcp, self.clone(), stop.clone(), tasks.clone()));
+    }
+}
+
+/// Accepts connections on `listener` and serves each with `server`, on the
+/// current runtime, until `stop` is cancelled and every connection has ended.
+pub async fn serve<S: ConnectionServer>(
+    listener: TcpListener,
+    server: Arc<S>,
     stop: CancellationToken,
 ) {
-    serve_spreading(listener, Spread::none(), http, services, stop).await;
+    serve_spreading(listener, Spread::none(), server, stop).await;
 }
 
 /// As [`serve`], but hands new connections to other threads as `spread`
 /// says; those threads serve them with [`serve_handed`].
-pub async fn serve_spreading(
+pub async fn serve_spreading<S: ConnectionServer>(
     listener: TcpListener,
     mut spread: Spread,
-    http: Arc<Http2>,
-    services: Arc<Services>,
+    server: Arc<S>,
     stop: CancellationToken,
 ) {
-    let connections = Connections::new(http, services, stop.clone());
+    let connections = Connections::new(server, stop.clone());
     let mut accept_failures = LogThrottle::new(Duration::from_secs(10));
     let stopped = stop.cancelled();
     tokio::pin!(stopped);
@@ -159,13 +188,12 @@ pub async fn serve_spreading(
 /// Serves the connections another thread's [`serve_spreading`] hands to this
 /// one, until that stops or `stop` is cancelled, and every connection has
 /// ended.
-pub async fn serve_handed(
+pub async fn serve_handed<S: ConnectionServer>(
     mut intake: Intake,
-    http: Arc<Http2>,
-    services: Arc<Services>,
+    server: Arc<S>,
     stop: CancellationToken,
 ) {
-    let connections = Connections::new(http, services, stop.clone());
+    let connections = Connections::new(server, stop.clone());
     loop {
         let handed = tokio::select! {
             biased;
@@ -182,31 +210,23 @@ pub async fn serve_handed(
 
 /// The connections one thread serves: each is opened in a task of its own,
 /// and the thread's server ends once all have ended.
-struct Connections {
-    http: Arc<Http2>,
-    services: Arc<Services>,
+struct Connections<S> {
+    server: Arc<S>,
     stop: CancellationToken,
     tasks: TaskTracker,
 }
 
-impl Connections {
-    fn new(http: Arc<Http2>, services: Arc<Services>, stop: CancellationToken) -> Self {
+impl<S: ConnectionServer> Connections<S> {
+    fn new(server: Arc<S>, stop: CancellationToken) -> Self {
         Connections {
-            http,
-            services,
+            server,
             stop,
             tasks: TaskTracker::new(),
         }
     }
 
     fn open(&self, tcp: TcpStream) {
-        self.tasks.spawn(open(
-            tcp,
-            self.http.clone(),
-            self.services.clone(),
-            self.stop.clone(),
-            self.tasks.clone(),
-        ));
+        self.server.open(tcp, &self.stop, &self.tasks);
     }
 
     async fn wait(self) {
@@ -222,29 +242,37 @@ impl Connections {
 /// connection exists, also keeps a silent client from costing one.
 async fn open(
     tcp: TcpStream,
-    http: Arc<Http2>,
-    services: Arc<Services>,
+    server: Arc<Grpc>,
     stop: CancellationToken,
     connections: TaskTracker,
 ) {
+    let http = &server.http;
     // One deadline for every phase, so the opening as a whole is bounded,
     // not each phase on its own.
     let deadline = Instant::now() + http.handshake_timeout;
-    // `peek`, not `readable`: readiness can be reported before any byte has
-    // come (tokio documents false positives), and only data counts here.
-    let mut first = [0u8; 1];
-    match within(deadline, &stop, tcp.peek(&mut first), "first bytes").await {
-        Some(n) if n > 0 => {}
-        _ => return,
+    if !first_bytes(&tcp, deadline, &stop).await {
+        return;
     }
+    let services = server.services.clone();
     match &http.tls {
-        None => start_serving(tcp, deadline, &http, services, stop, &connections),
+        None => start_serving(tcp, deadline, http, services, stop, &connections),
         Some(tls) => {
             if let Some(io) = within(deadline, &stop, tls.accept(tcp), "TLS handshake").await {
-                start_serving(io, deadline, &http, services, stop, &connections);
+                start_serving(io, deadline, http, services, stop, &connections);
             }
         }
     }
+}
+
+/// Whether `tcp` sent its first bytes by `deadline` (and before `stop`).
+/// `peek`, not `readable`: readiness can be reported before any byte has
+/// come (tokio documents false positives), and only data counts here.
+pub async fn first_bytes(tcp: &TcpStream, deadline: Instant, stop: &CancellationToken) -> bool {
+    let mut first = [0u8; 1];
+    matches!(
+        within(deadline, stop, tcp.peek(&mut first), "first bytes").await,
+        Some(n) if n > 0
+    )
 }
 
 /// Starts the task that serves a connection for its life, once it has sent

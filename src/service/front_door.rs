@@ -9,15 +9,13 @@ use tokio::time::Instant;
 use tonic::metadata::{MetadataMap, MetadataValue};
 use tonic::{Response, Status};
 
+use crate::api::{ActorApi, ApiError, Metadata};
 use crate::error::Error;
-use crate::manager::{Describe, ManagerActor};
 use crate::proto::actor_runtime::ActorRuntimeStatus;
 use crate::proto::{
     ActiveActorsCount, ActorRuntime, GetMetadataResponse, InvokeActorRequest, InvokeActorResponse,
 };
-use crate::runtime::Runtime;
-use crate::service::status::to_status;
-use crate::transport::{InvokeReply, InvokeRequest, Transport, invoke_outcome};
+use crate::transport::InvokeRequest;
 
 /// The response header Dapr sets when the actor method itself failed and the
 /// body is its error payload (the call still ends OK).
@@ -25,12 +23,10 @@ pub const ERROR_RESPONSE_HEADER: &str = "x-daprerrorresponseheader";
 
 /// Calls the actor method and maps the outcome (SPEC F2, F3).
 pub async fn invoke(
-    transport: &Transport,
-    runtime: Option<&Runtime>,
+    api: &ActorApi,
     metadata: &MetadataMap,
     request: InvokeActorRequest,
 ) -> Result<Response<InvokeActorResponse>, Status> {
-    check_request(&request)?;
     let deadline = caller_deadline(metadata);
     let call = InvokeRequest {
         id: String::new(),
@@ -40,115 +36,46 @@ pub async fn invoke(
         data: request.data,
         metadata: request.metadata,
     };
-    // Boxed: tonic boxes this handler's future once per call, and with the
-    // transport's future (or the turn) inline it was ~1.6 KiB, past glibc's
-    // per-thread cache of small blocks (1032 bytes), so every call took
-    // malloc's slow path. Two small blocks cost less than one large one.
-    let outcome = match runtime {
-        Some(runtime) => Box::pin(in_turn(runtime, call, deadline)).await,
-        None => Box::pin(transport.invoke(call, deadline)).await,
-    };
-    match outcome {
+    match api.invoke(call, deadline).await {
         Ok(reply) => Ok(Response::new(InvokeActorResponse { data: reply.data })),
-        Err(Error::AppError { payload, .. }) => {
+        Err(ApiError::Call(Error::AppError { payload, .. })) => {
             let mut response = Response::new(InvokeActorResponse { data: payload });
             response
                 .metadata_mut()
                 .insert(ERROR_RESPONSE_HEADER, MetadataValue::from_static("true"));
             Ok(response)
         }
-        Err(e) => Err(to_status(e)),
+        Err(e) => Err(e.into_status()),
     }
-}
-
-/// The call in its actor's turn (T1), which it keeps until the app has
-/// answered: `_turn` lives to the end.
-async fn in_turn(
-    runtime: &Runtime,
-    call: InvokeRequest,
-    deadline: Option<Instant>,
-) -> Result<InvokeReply, Error> {
-    let (_turn, pending) = runtime.invoke(call, deadline).await?;
-    invoke_outcome(pending.await?)
 }
 
 pub use crate::runtime::table::REENTRANCY_ID;
 
 /// What this sidecar is and which actor types are served right now (SPEC F4).
-pub async fn metadata(
-    manager: &actix::Addr<ManagerActor>,
-    runtime: Option<&Runtime>,
-    app_id: &str,
-) -> Result<GetMetadataResponse, Status> {
-    let view = manager
-        .send(Describe)
-        .await
-        .map_err(|_| to_status(Error::ShuttingDown))?;
-    let counts = match runtime {
-        Some(runtime) => runtime.active_counts().await.map_err(to_status)?,
-        None => Default::default(),
-    };
-    let active_actors = view
-        .actor_types
+pub async fn metadata(api: &ActorApi) -> Result<GetMetadataResponse, Status> {
+    let Metadata {
+        app_id,
+        runtime_version,
+        host_ready,
+        active_actors,
+    } = api.metadata().await.map_err(ApiError::into_status)?;
+    let active_actors = active_actors
         .into_iter()
-        .map(|r#type| {
-            let count = counts.get(&r#type).copied().unwrap_or(0);
-            ActiveActorsCount {
-                r#type,
-                count: i32::try_from(count).unwrap_or(i32::MAX),
-            }
+        .map(|t| ActiveActorsCount {
+            r#type: t.actor_type,
+            count: i32::try_from(t.count).unwrap_or(i32::MAX),
         })
         .collect();
     Ok(GetMetadataResponse {
-        id: app_id.to_owned(),
-        runtime_version: env!("CARGO_PKG_VERSION").to_owned(),
+        id: app_id,
+        runtime_version,
         actor_runtime: Some(ActorRuntime {
             runtime_status: ActorRuntimeStatus::Running as i32,
             active_actors,
-            host_ready: !view.connections.is_empty(),
+            host_ready,
             placement: String::new(),
         }),
     })
-}
-
-/// SPEC F1. Type and id end up in URLs and state keys on the app side, so the
-/// characters that would change their meaning there are refused.
-fn check_request(r: &InvokeActorRequest) -> Result<(), Status> {
-    check_actor(&r.actor_type, &r.actor_id)?;
-    check_name("method", &r.method, &['#', '?'])
-}
-
-/// F1's rules for an actor's type and id, which every runtime RPC naming an
-/// actor applies too.
-pub(crate) fn check_actor(actor_type: &str, actor_id: &str) -> Result<(), Status> {
-    check_name("actor_type", actor_type, &['/', '\\', '#', '?'])?;
-    check_name("actor_id", actor_id, &['/', '\\', '#', '?'])?;
-    if actor_type == "." || actor_type == ".." || actor_id == "." || actor_id == ".." {
-        return Err(Status::invalid_argument(
-            "actor_type and actor_id must not be \".\" or \"..\"",
-        ));
-    }
-    Ok(())
-}
-
-/// Refuses an empty `value`, and one holding a control character or one of
-/// `forbidden`.
-pub(crate) fn check_name(field: &str, value: &str, forbidden: &[char]) -> Result<(), Status> {
-    if value.is_empty() {
-        return Err(Status::invalid_argument(format!(
-            "{field} must not be empty"
-        )));
-    }
-    // `char::is_control` covers NUL and the other C0/C1 control characters.
-    if let Some(c) = value
-        .chars()
-        .find(|c| c.is_control() || forbidden.contains(c))
-    {
-        return Err(Status::invalid_argument(format!(
-            "{field} must not contain {c:?}"
-        )));
-    }
-    Ok(())
 }
 
 /// When the caller's own gRPC deadline (`grpc-timeout`) passes, minus a small
@@ -188,10 +115,13 @@ mod tests {
     /// fit glibc's small-block cache (1032 bytes).
     #[actix_rt::test]
     async fn per_call_futures_fit_a_small_allocation() {
+        use crate::manager::ManagerActor;
+        use crate::transport::Transport;
         use actix::Actor;
         let transport = Transport::new(ManagerActor::default().start());
+        let api = ActorApi::new(transport.clone(), "app");
         let metadata = MetadataMap::new();
-        let handler = invoke(&transport, None, &metadata, InvokeActorRequest::default());
+        let handler = invoke(&api, &metadata, InvokeActorRequest::default());
         let call = transport.invoke(InvokeRequest::default(), None);
         // The handler's own state, plus tonic's request, is what tonic boxes.
         assert!(

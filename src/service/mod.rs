@@ -21,6 +21,7 @@ use actix::Addr;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::api::ActorApi;
 use crate::config::RegistrationLimits;
 use crate::manager::ManagerActor;
 use crate::proto::dapr_server::{Dapr, DaprServer};
@@ -47,10 +48,8 @@ pub const DEFAULT_MAX_STREAMS: usize = 10_000;
 /// The `Dapr` service over one manager.
 #[derive(Clone)]
 pub struct DaprService {
-    transport: Transport,
+    api: ActorApi,
     stream: stream::StreamContext,
-    app_id: String,
-    runtime: Option<Runtime>,
 }
 
 impl DaprService {
@@ -58,7 +57,7 @@ impl DaprService {
     /// shutdown signal of its own (see the `with_*` methods).
     pub fn new(manager: Addr<ManagerActor>, app_id: impl Into<String>) -> Self {
         DaprService {
-            transport: Transport::new(manager.clone()),
+            api: ActorApi::new(Transport::new(manager.clone()), app_id),
             stream: stream::StreamContext {
                 manager,
                 handshake_timeout: Duration::from_secs(30),
@@ -67,8 +66,6 @@ impl DaprService {
                 registration_limits: RegistrationLimits::default(),
                 shutdown: CancellationToken::new(),
             },
-            app_id: app_id.into(),
-            runtime: None,
         }
     }
 
@@ -107,14 +104,14 @@ impl DaprService {
     /// §8 serves. Without one the service only relays (and the runtime's
     /// RPCs answer UNIMPLEMENTED).
     pub fn with_runtime(mut self, runtime: Runtime) -> Self {
-        self.runtime = Some(runtime);
+        self.api = self.api.with_runtime(runtime);
         self
     }
 
-    fn runtime(&self) -> Result<&Runtime, Status> {
-        self.runtime
-            .as_ref()
-            .ok_or_else(|| Status::unimplemented("this gateway runs no actor runtime"))
+    /// The actor API this service serves, for another front door (HTTP) to
+    /// share.
+    pub fn api(&self) -> &ActorApi {
+        &self.api
     }
 
     /// The tonic server type, with the message limit applied both ways.
@@ -144,68 +141,62 @@ impl Dapr for DaprService {
         request: Request<InvokeActorRequest>,
     ) -> Result<Response<InvokeActorResponse>, Status> {
         let (metadata, _, message) = request.into_parts();
-        front_door::invoke(&self.transport, self.runtime.as_ref(), &metadata, message).await
+        front_door::invoke(&self.api, &metadata, message).await
     }
 
     async fn get_metadata(
         &self,
         _: Request<GetMetadataRequest>,
     ) -> Result<Response<GetMetadataResponse>, Status> {
-        front_door::metadata(
-            self.transport.manager(),
-            self.runtime.as_ref(),
-            &self.app_id,
-        )
-        .await
-        .map(Response::new)
+        front_door::metadata(&self.api).await.map(Response::new)
     }
 
     async fn register_actor_timer(
         &self,
         request: Request<RegisterActorTimerRequest>,
     ) -> Result<Response<()>, Status> {
-        actor_timers::register_timer(self.runtime()?, request.into_inner()).await
+        actor_timers::register_timer(&self.api, request.into_inner()).await
     }
 
     async fn unregister_actor_timer(
         &self,
         request: Request<UnregisterActorTimerRequest>,
     ) -> Result<Response<()>, Status> {
-        actor_timers::unregister_timer(self.runtime()?, request.into_inner()).await
+        actor_timers::unregister_timer(&self.api, request.into_inner()).await
     }
 
     async fn register_actor_reminder(
         &self,
         request: Request<RegisterActorReminderRequest>,
     ) -> Result<Response<()>, Status> {
-        actor_timers::register_reminder(self.runtime()?, request.into_inner()).await
+        actor_timers::register_reminder(&self.api, request.into_inner()).await
     }
 
     async fn unregister_actor_reminder(
         &self,
         request: Request<UnregisterActorReminderRequest>,
     ) -> Result<Response<()>, Status> {
-        actor_timers::unregister_reminder(self.runtime()?, request.into_inner()).await
+        actor_timers::unregister_reminder(&self.api, request.into_inner()).await
     }
 
     async fn get_actor_reminder(
         &self,
         request: Request<GetActorReminderRequest>,
     ) -> Result<Response<GetActorReminderResponse>, Status> {
-        actor_timers::get_reminder(self.runtime()?, request.into_inner()).await
+        actor_timers::get_reminder(&self.api, request.into_inner()).await
     }
 
     async fn get_actor_state(
         &self,
         request: Request<GetActorStateRequest>,
     ) -> Result<Response<GetActorStateResponse>, Status> {
-        actor_state::get(self.runtime()?, request.into_inner()).await
+        actor_state::get(&self.api, request.into_inner()).await
     }
 
     async fn execute_actor_state_transaction(
         &self,
         request: Request<ExecuteActorStateTransactionRequest>,
     ) -> Result<Response<()>, Status> {
-        actor_state::transact(self.runtime()?, request.into_inner()).await
+        actor_state::transact(&self.api, request.into_inner()).await
     }
 }

@@ -34,7 +34,7 @@ pub fn to_status(err: Error) -> Status {
 /// caller's other calls too. An app's message is for humans: 1 KiB is plenty.
 pub const MAX_APP_MESSAGE_BYTES: usize = 1024;
 
-fn bounded(message: String) -> String {
+pub(crate) fn bounded(message: String) -> String {
     const CUT: &str = "... (truncated)";
     cut_to(message, MAX_APP_MESSAGE_BYTES, CUT)
 }
@@ -42,7 +42,7 @@ fn bounded(message: String) -> String {
 /// The app's status code as it sent it; codes outside 1..=16 are not statuses
 /// anyone could act on, so they become UNKNOWN. (0 would claim success for a
 /// failure.)
-fn app_code(code: u32) -> Code {
+pub(crate) fn app_code(code: u32) -> Code {
     match i32::try_from(code) {
         Ok(c @ 1..=16) => Code::from_i32(c),
         _ => Code::Unknown,

@@ -41,6 +41,8 @@ pub enum Hosting {
 
 pub struct TestGateway {
     pub addr: SocketAddr,
+    /// The HTTP front door's address, when started with one.
+    pub http_addr: Option<SocketAddr>,
     actors: ActorSystem,
     stop: CancellationToken,
     server: JoinHandle<Result<(), GatewayError>>,
@@ -61,8 +63,27 @@ impl TestGateway {
         options: ConnectionOptions,
         hosting: Hosting,
     ) -> Self {
+        Self::start_listening(settings, options, hosting, false).await
+    }
+
+    /// A gateway with daprd's HTTP API on a port of its own too.
+    pub async fn start_with_http(settings: GatewaySettings, hosting: Hosting) -> Self {
+        Self::start_listening(settings, ConnectionOptions::default(), hosting, true).await
+    }
+
+    async fn start_listening(
+        settings: GatewaySettings,
+        options: ConnectionOptions,
+        hosting: Hosting,
+        with_http: bool,
+    ) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let http = match with_http {
+            true => Some(TcpListener::bind("127.0.0.1:0").await.unwrap()),
+            false => None,
+        };
+        let http_addr = http.as_ref().map(|l| l.local_addr().unwrap());
         let threads = match hosting {
             Hosting::ActorThreads(n) => n,
             Hosting::Embedded => 1,
@@ -71,21 +92,24 @@ impl TestGateway {
         let stop = CancellationToken::new();
         let shutdown = stop.clone().cancelled_owned();
         let server = match hosting {
-            Hosting::ActorThreads(_) => tokio::spawn(gateway::serve_on(
+            Hosting::ActorThreads(_) => tokio::spawn(gateway::serve_both_on(
                 actors.threads(),
                 settings,
                 listener.into_std().unwrap(),
+                http.map(|l| l.into_std().unwrap()),
                 shutdown,
             )),
-            Hosting::Embedded => tokio::spawn(gateway::serve(
+            Hosting::Embedded => tokio::spawn(gateway::serve_both(
                 settings,
                 actors.manager(),
                 listener,
+                http,
                 shutdown,
             )),
         };
         TestGateway {
             addr,
+            http_addr,
             actors,
             stop,
             server,

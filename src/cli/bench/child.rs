@@ -121,6 +121,8 @@ fn command(
     command
         // Metrics on, as a user runs it, on a port nothing else wants.
         .args(["--metrics-listen", "127.0.0.1:0"])
+        // The idle bench measures app streams: no HTTP port to collide on.
+        .arg("--no-http")
         .args(["--max-streams", &max_streams.to_string()])
         .args(["--threads", &threads.to_string()])
         .stdin(Stdio::null())

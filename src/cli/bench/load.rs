@@ -29,9 +29,11 @@ use callbackstream::connection::ConnectionOptions;
 use callbackstream::gateway::GatewaySettings;
 use callbackstream::kit::baseline;
 use callbackstream::kit::hosted::{HostedGateway, HostedServer};
+use callbackstream::kit::http_load::HttpInvoker;
 use callbackstream::kit::load::{self, LoadSpec, LoadSummary, Progress};
 use callbackstream::kit::procstat::{self, CpuScope};
 use callbackstream::runtime::RuntimeOptions;
+use futures::{StreamExt, TryStreamExt};
 use serde::Serialize;
 
 use super::{
@@ -82,6 +84,8 @@ struct Settings {
     gateway_threads: Option<usize>,
     /// Whether the in-process gateway runs the actor runtime (turns per actor).
     actor_runtime: Option<bool>,
+    /// Whether the load also goes through the HTTP front door (`--http`).
+    http: bool,
     /// Whether the in-process gateway records metrics.
     metrics: Option<bool>,
     baseline_threads: Option<usize>,
@@ -99,6 +103,10 @@ struct Report {
     mode: &'static str,
     settings: Settings,
     gateway: Measurement,
+    /// The same load through daprd's HTTP API on the same gateway (`--http`).
+    http: Option<Measurement>,
+    /// HTTP's calls/s over the gRPC front door's, from the same run.
+    http_throughput_ratio: Option<f64>,
     baseline: Option<Measurement>,
     ratios: Option<Ratios>,
 }
@@ -112,13 +120,21 @@ pub(super) async fn run(args: &BenchArgs) -> Result<ExitCode, BoxError> {
         Some(Baseline::UnaryEcho) => Some(measure_baseline(args).await?),
         None => None,
     };
-    let gateway = measure_gateway(args).await?;
+    let (gateway, http) = measure_gateway(args).await?;
     let ratios = baseline.as_ref().map(|b| ratios(&gateway, b));
-    let clean = gateway.load.ok > 0 && gateway.load.wrong_replies == 0;
+    let clean = [Some(&gateway), http.as_ref()]
+        .into_iter()
+        .flatten()
+        .all(|m| m.load.ok > 0 && m.load.wrong_replies == 0);
+    let http_throughput_ratio = http
+        .as_ref()
+        .map(|h| h.load.calls_per_sec / gateway.load.calls_per_sec.max(1e-9));
     let report = Report {
         mode: "load",
         settings,
         gateway,
+        http,
+        http_throughput_ratio,
         baseline,
         ratios,
     };
@@ -139,6 +155,7 @@ fn settings(args: &BenchArgs) -> Settings {
         gateway: args.addr.clone().unwrap_or_else(|| "in-process".into()),
         gateway_threads: args.addr.is_none().then_some(args.threads),
         actor_runtime: args.addr.is_none().then_some(!args.relay_only),
+        http: args.http,
         metrics: args.addr.is_none().then_some(!args.no_metrics),
         baseline_threads: args.baseline.map(|_| baseline_threads(args)),
         apps: args.apps,
@@ -178,7 +195,9 @@ async fn measure_baseline(args: &BenchArgs) -> Result<Measurement, BoxError> {
     measured
 }
 
-async fn measure_gateway(args: &BenchArgs) -> Result<Measurement, BoxError> {
+/// The gRPC front door's figures, and with `--http` the HTTP front door's
+/// after them, on the same gateway and apps.
+async fn measure_gateway(args: &BenchArgs) -> Result<(Measurement, Option<Measurement>), BoxError> {
     let (hosted, target) = match &args.addr {
         Some(addr) => (None, external_target(addr, args.pid)),
         None => {
@@ -192,8 +211,16 @@ async fn measure_gateway(args: &BenchArgs) -> Result<Measurement, BoxError> {
                 runtime: (!args.relay_only).then(RuntimeOptions::default),
                 ..GatewaySettings::default()
             };
-            let gateway =
-                HostedGateway::start(settings, ConnectionOptions::default(), args.threads)?;
+            let gateway = match args.http {
+                true => HostedGateway::start_with_http(
+                    settings,
+                    ConnectionOptions::default(),
+                    args.threads,
+                )?,
+                false => {
+                    HostedGateway::start(settings, ConnectionOptions::default(), args.threads)?
+                }
+            };
             let target = in_process_target(&gateway);
             (Some(gateway), target)
         }
@@ -207,11 +234,16 @@ async fn measure_gateway(args: &BenchArgs) -> Result<Measurement, BoxError> {
     )
     .await?;
     let measured = measure(&target, args).await;
+    let http_addr = hosted.as_ref().and_then(HostedGateway::http_addr);
+    let http = match (measured.is_ok(), http_addr) {
+        (true, Some(addr)) => Some(measure_http(&target, addr, args).await),
+        _ => None,
+    };
     apps.close().await;
     if let Some(gateway) = hosted {
         gateway.finished().await?;
     }
-    measured
+    Ok((measured?, http.transpose()?))
 }
 
 fn in_process_target(gateway: &HostedGateway) -> Target {
@@ -254,13 +286,61 @@ async fn measure(target: &Target, args: &BenchArgs) -> Result<Measurement, BoxEr
     if !args.warmup.is_zero() {
         load::run_on(&pool, spec(args, args.warmup), &Arc::default()).await;
     }
+    measured_run(target, args, |spec, progress| async move {
+        load::run_on(&pool, spec, &progress).await
+    })
+    .await
+}
+
+/// As [`measure`], through the HTTP front door at `addr`: one kept-alive
+/// HTTP/1.1 connection per caller.
+async fn measure_http(
+    target: &Target,
+    addr: std::net::SocketAddr,
+    args: &BenchArgs,
+) -> Result<Measurement, BoxError> {
+    let connect = |_| HttpInvoker::connect(addr, args.call_timeout);
+    let invokers = || async {
+        futures::stream::iter(0..args.callers)
+            .map(connect)
+            .buffered(64)
+            .try_collect::<Vec<_>>()
+            .await
+    };
+    if !args.warmup.is_zero() {
+        load::run_with(invokers().await?, spec(args, args.warmup), &Arc::default()).await;
+    }
+    let invokers = invokers().await?;
+    let http_target = Target {
+        label: "http",
+        url: format!("http://{addr}"),
+        cpu: target.cpu.clone(),
+        rss: None,
+    };
+    measured_run(&http_target, args, |spec, progress| async move {
+        load::run_with(invokers, spec, &progress).await
+    })
+    .await
+}
+
+/// The measured run itself: `run` for `--duration` with a progress line,
+/// the server's CPU time read on either side.
+async fn measured_run<F, Fut>(
+    target: &Target,
+    args: &BenchArgs,
+    run: F,
+) -> Result<Measurement, BoxError>
+where
+    F: FnOnce(LoadSpec, Arc<Progress>) -> Fut,
+    Fut: std::future::Future<Output = load::LoadReport>,
+{
     let progress = Arc::new(Progress::default());
     let ticker = Ticker::start(target.label, "calls", {
         let progress = progress.clone();
         move || progress.calls()
     });
     let cpu_before = read_cpu(target)?;
-    let report = load::run_on(&pool, spec(args, args.duration), &progress).await;
+    let report = run(spec(args, args.duration), progress).await;
     let cpu_after = read_cpu(target)?;
     drop(ticker);
     let calls = report.calls();
@@ -316,7 +396,7 @@ fn ratios(gateway: &Measurement, baseline: &Measurement) -> Ratios {
 
 fn describe(s: &Settings) -> String {
     format!(
-        "bench: gateway {}{}{}{}, {} echo app(s), {} callers on {} connection(s), {}-byte payloads over {} actor ids, {}s per run after {}s warm-up",
+        "bench: gateway {}{}{}{}, {} echo app(s), {} callers on {} connection(s){}, {}-byte payloads over {} actor ids, {}s per run after {}s warm-up",
         s.gateway,
         s.gateway_threads
             .map_or_else(String::new, |n| format!(" on {n} thread(s)")),
@@ -329,6 +409,11 @@ fn describe(s: &Settings) -> String {
         s.apps,
         s.callers,
         s.caller_connections,
+        if s.http {
+            " then the same callers over HTTP/1.1 keep-alive"
+        } else {
+            ""
+        },
         s.payload_bytes,
         s.actor_ids,
         s.duration_s,
@@ -345,7 +430,8 @@ fn print_text(report: &Report) {
         .baseline
         .iter()
         .map(|b| ("unary-echo", b))
-        .chain([("gateway", &report.gateway)]);
+        .chain([("gateway", &report.gateway)])
+        .chain(report.http.iter().map(|h| ("http", h)));
     for (name, m) in rows.clone() {
         let l = &m.load;
         println!(
@@ -369,6 +455,9 @@ fn print_text(report: &Report) {
                 .map_or_else(|| "unknown".into(), |c| format!("{c:.2}x")),
             r.p50_diff_us
         );
+    }
+    if let Some(ratio) = report.http_throughput_ratio {
+        println!("http / gateway (gRPC front door): throughput {ratio:.2}x");
     }
     for (name, m) in rows {
         for (code, n) in &m.load.errors {

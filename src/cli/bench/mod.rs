@@ -156,6 +156,11 @@ pub struct BenchArgs {
     /// relayed without taking their actor's turn (the relay's own cost).
     #[arg(long, conflicts_with = "addr")]
     relay_only: bool,
+    /// Also drive the same load through daprd's HTTP API on the same
+    /// in-process gateway (one kept-alive HTTP/1.1 connection per caller),
+    /// after the gRPC run, and report HTTP's calls/s against gRPC's.
+    #[arg(long, conflicts_with_all = ["addr", "idle", "actors", "timers"])]
+    http: bool,
     /// Record no metrics in the in-process gateway (`serve --no-metrics`),
     /// to measure what recording them costs.
     #[arg(long, conflicts_with = "addr")]

@@ -92,6 +92,8 @@ pub struct TimerSpec {
     pub ttl: String,
     pub callback: String,
     pub data: Vec<u8>,
+    /// `data` is JSON text (daprd's HTTP API), not bytes (gRPC).
+    pub data_is_json: bool,
 }
 
 /// A RegisterActorReminder, its names already checked.
@@ -101,6 +103,8 @@ pub struct ReminderSpec {
     pub period: String,
     pub ttl: String,
     pub data: Vec<u8>,
+    /// `data` is JSON text (daprd's HTTP API), not bytes (gRPC).
+    pub data_is_json: bool,
     /// False: refuse to replace an existing reminder (RM2).
     pub overwrite: bool,
     pub policy: FailurePolicy,
@@ -172,7 +176,7 @@ impl Jobs {
         let timer = Timer {
             schedule,
             callback: spec.callback,
-            data: data::encode(&spec.data),
+            data: data::wrap(&spec.data, spec.data_is_json),
         };
         self.ask(AddTimer { id, timer }).await?
     }
@@ -191,6 +195,7 @@ impl Jobs {
         let reminder = Reminder {
             schedule,
             data: spec.data,
+            data_is_json: spec.data_is_json,
             policy: spec.policy,
         };
         let add = AddReminder {

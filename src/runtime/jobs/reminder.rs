@@ -46,6 +46,11 @@ pub struct Reminder {
     /// The registered bytes, as they came (base64 in the JSON).
     #[serde(with = "base64_bytes")]
     pub data: Vec<u8>,
+    /// `data` is JSON text registered over HTTP, not bytes. Left out of the
+    /// stored JSON when false, so reminders stored before it read back, and
+    /// read the same.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub data_is_json: bool,
     pub policy: FailurePolicy,
 }
 
@@ -60,9 +65,15 @@ impl Reminder {
             name: id.name().to_owned(),
             due_time: self.schedule.due_time().to_owned(),
             period: self.schedule.period().to_owned(),
-            data: data::encode(&self.data),
+            data: self.data_any(),
             metadata: Default::default(),
         }
+    }
+
+    /// The data as daprd wraps it (facts §3, §4): what a fire carries and
+    /// GetActorReminder answers.
+    pub fn data_any(&self) -> Option<prost_types::Any> {
+        data::wrap(&self.data, self.data_is_json)
     }
 
     pub fn to_value(&self) -> Vec<u8> {
@@ -178,6 +189,7 @@ mod tests {
         let reminder = Reminder {
             schedule: Schedule::reminder("1s", "R3/PT1S", "", now).unwrap(),
             data: b"rstate".to_vec(),
+            data_is_json: false,
             policy: FailurePolicy::Drop,
         };
         let mut batch = Batch::new();

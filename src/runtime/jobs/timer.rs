@@ -11,7 +11,7 @@ use crate::transport::TimerRequest;
 pub struct Timer {
     pub schedule: Schedule,
     pub callback: String,
-    /// `runtime::data::encode` of the registered bytes (facts §3).
+    /// `runtime::data::wrap` of the registered data (facts §3, §4).
     pub data: Option<Any>,
 }
 
