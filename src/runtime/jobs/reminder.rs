@@ -46,10 +46,9 @@ pub struct Reminder {
     /// The registered bytes, as they came (base64 in the JSON).
     #[serde(with = "base64_bytes")]
     pub data: Vec<u8>,
-    /// `data` is JSON text registered over HTTP, not bytes. Left out of the
-    /// stored JSON when false, so reminders stored before it read back, and
-    /// read the same.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    /// `data` is JSON text registered over HTTP, not bytes. Always written:
+    /// the stored layout (postcard) is positional, so a field left out
+    /// would shift every field after it.
     pub data_is_json: bool,
     pub policy: FailurePolicy,
 }
