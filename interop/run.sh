@@ -108,11 +108,36 @@ start_gateway() { # start_gateway [TOKEN [EXTRA_FLAG...]]
   local token_env=(-u DAPR_API_TOKEN)
   [[ -n "${1:-}" ]] && token_env=(DAPR_API_TOKEN="$1")
   shift || true
+  # In memory unless the flags name a data directory: no run leaves a directory in the
+  # repo or sees another run's reminders.
+  local store=(--in-memory)
+  [[ " $* " == *" --data-dir "* ]] && store=()
   env -u DAPR_GRPC_PORT "${token_env[@]}" RUST_LOG="${RUST_LOG:-info}" \
     "$BIN" serve --listen "$ADDR" --metrics-listen "127.0.0.1:$METRICS_PORT" \
-    --http-listen "127.0.0.1:$HTTP_PORT" --app-id "$APP_ID" "$@" \
+    --http-listen "127.0.0.1:$HTTP_PORT" --app-id "$APP_ID" "${store[@]}" "$@" \
     >>"$LOG_DIR/gateway.log" 2>&1 &
   GATEWAY_PID=$!
+}
+
+# SIGTERM to the gateway; records NAME as passed if it exits 0 within 10 s.
+sigterm_gateway() { # sigterm_gateway NAME
+  local rc="" i
+  kill -TERM "$GATEWAY_PID"
+  for ((i = 0; i < 100; i++)); do
+    if ! kill -0 "$GATEWAY_PID" 2>/dev/null; then
+      rc=0; wait "$GATEWAY_PID" || rc=$?; break
+    fi
+    sleep 0.1
+  done
+  if [[ "$rc" == 0 ]]; then
+    record pass "$1"
+  elif [[ -n "$rc" ]]; then
+    record fail "$1" "exit status $rc"
+  else
+    record fail "$1" "still running 10s after SIGTERM"
+    stop_pid "$GATEWAY_PID"
+  fi
+  GATEWAY_PID=""
 }
 
 # Bounded wait until the gateway accepts TCP connections; fails fast if it died.
@@ -273,23 +298,7 @@ run_caller --app-pid "$APP_PID" --label '/app-restarted' reconnect
 
 # 3. The gateway restarts under a live app: SIGTERM must end the stream with a status the
 #    SDK treats as transient (not CANCELLED), so the *same* app process reconnects by itself.
-kill -TERM "$GATEWAY_PID"
-gateway_rc=""
-for ((i = 0; i < 100; i++)); do
-  if ! kill -0 "$GATEWAY_PID" 2>/dev/null; then
-    gateway_rc=0; wait "$GATEWAY_PID" || gateway_rc=$?; break
-  fi
-  sleep 0.1
-done
-if [[ "$gateway_rc" == 0 ]]; then
-  record pass gateway-sigterm-exits-0
-elif [[ -n "$gateway_rc" ]]; then
-  record fail gateway-sigterm-exits-0 "exit status $gateway_rc"
-else
-  record fail gateway-sigterm-exits-0 "still running 10s after SIGTERM"
-  stop_pid "$GATEWAY_PID"
-fi
-GATEWAY_PID=""
+sigterm_gateway gateway-sigterm-exits-0
 start_gateway
 if wait_for_port; then record pass gateway-relistens; else record fail gateway-relistens "no listener on $ADDR after restart"; exit 1; fi
 run_caller --app-pid "$APP_PID" --label '/gateway-restarted' reconnect
@@ -332,7 +341,7 @@ stop_pid "$APP_PID"; APP_PID=""
 #    deactivation waits for every actor invoked before it to idle out.
 stop_pid "$GATEWAY_PID"; GATEWAY_PID=""
 RUNTIME_IDLE_TIMEOUT=3
-start_gateway "" --in-memory --idle-scan-interval 1s
+start_gateway "" --idle-scan-interval 1s
 if wait_for_port; then record pass gateway-listens/runtime; else record fail gateway-listens/runtime "no listener on $ADDR"; exit 1; fi
 export INTEROP_IDLE_TIMEOUT="$RUNTIME_IDLE_TIMEOUT"  # runtime_app.py registers it
 start_app runtime-app "" runtime_app.py
@@ -346,6 +355,27 @@ if wait_for_app runtime-app; then
     "$LOG_DIR/scrape-runtime.txt"
 else
   record fail runtime-app-registers "runtime_app.py never acknowledged (see runtime-app.log)"
+fi
+stop_pid "$APP_PID"; APP_PID=""
+stop_pid "$GATEWAY_PID"; GATEWAY_PID=""
+
+# 6. Durability (SPEC P1, P3, RM1): the gateway on a data directory, restarted under the
+#    same runtime_app.py process, which reconnects by itself (as in 3). The actor's state
+#    and its reminder come back: GetActorState reads the counter written before the
+#    restart, GetActorReminder the reminder as registered, and the reminder fires again.
+DATA_DIR="$LOG_DIR/data"
+start_gateway "" --data-dir "$DATA_DIR" --idle-scan-interval 1s
+if wait_for_port; then record pass gateway-listens/durable; else record fail gateway-listens/durable "no listener on $ADDR"; exit 1; fi
+start_app durable-app "" runtime_app.py
+if wait_for_app durable-app; then
+  record pass durable-app-registers
+  run_runtime_caller durable-app durable-before-restart
+  sigterm_gateway gateway-sigterm-exits-0/durable
+  start_gateway "" --data-dir "$DATA_DIR" --idle-scan-interval 1s
+  if wait_for_port; then record pass gateway-relistens/durable; else record fail gateway-relistens/durable "no listener on $ADDR"; exit 1; fi
+  run_runtime_caller durable-app durable-after-restart
+else
+  record fail durable-app-registers "runtime_app.py never acknowledged (see durable-app.log)"
 fi
 stop_pid "$APP_PID"; APP_PID=""
 stop_pid "$GATEWAY_PID"; GATEWAY_PID=""

@@ -381,6 +381,7 @@ async fn serve_exports_metrics_and_refuses_a_taken_metrics_port() {
     let taken = Command::new(BIN)
         .args([
             "serve",
+            "--in-memory",
             "--listen",
             "127.0.0.1:0",
             "--http-listen",

@@ -4,45 +4,20 @@
 //! of ours, each with a one-line message and exit code 1, leaving every file
 //! in it as it was.
 
+mod child;
+
 use std::collections::BTreeMap;
 use std::fs;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
+use child::{BOUND, ChildGateway, free_port, serve};
 use tempfile::TempDir;
-
-const BIN: &str = env!("CARGO_BIN_EXE_callbackstream");
-
-/// How long a gateway may take to listen or to exit.
-const BOUND: Duration = Duration::from_secs(10);
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn serve(dir: &Path, port: u16) -> Command {
-    let mut command = Command::new(BIN);
-    command
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        // Tests run side by side: metrics and HTTP on ports of each one's own.
-        .args(["--metrics-listen", "127.0.0.1:0"])
-        .args(["--http-listen", "127.0.0.1:0"])
-        .arg("--data-dir")
-        .arg(dir)
-        .env("RUST_LOG", "warn");
-    command
-}
 
 /// Runs `serve` on `dir`, expecting it to refuse: its output once it exits.
 fn refused(dir: &Path) -> Output {
     let mut child = serve(dir, free_port())
-        .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -79,45 +54,10 @@ fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     files
 }
 
-/// A gateway that is killed if the test ends before it is stopped.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Running {
-    fn start(dir: &Path) -> Running {
-        let port = free_port();
-        let child = serve(dir, port)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let running = Running(child);
-        let start = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(start.elapsed() < BOUND, "serve did not listen");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        running
-    }
-
-    fn stop(mut self) {
-        let pid = self.0.id().to_string();
-        let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        assert!(status.success());
-        assert!(self.0.wait().unwrap().success(), "clean exit after SIGTERM");
-    }
-}
-
 /// A data directory a gateway initialised and stopped cleanly.
 fn initialised() -> TempDir {
     let scratch = TempDir::new().unwrap();
-    Running::start(scratch.path()).stop();
+    assert!(ChildGateway::start(scratch.path()).stop().success());
     scratch
 }
 
@@ -125,7 +65,7 @@ fn initialised() -> TempDir {
 fn p1_a_missing_data_directory_is_created() {
     let scratch = TempDir::new().unwrap();
     let dir = scratch.path().join("new").join("data");
-    Running::start(&dir).stop();
+    assert!(ChildGateway::start(&dir).stop().success());
     assert_eq!(
         fs::read_to_string(dir.join("FORMAT_VERSION")).unwrap(),
         "1\n"
@@ -159,14 +99,14 @@ fn p3_a_corrupt_database_is_refused_untouched() {
 #[test]
 fn p3_a_directory_another_gateway_holds_is_refused_untouched() {
     let scratch = initialised();
-    let first = Running::start(scratch.path());
+    let first = ChildGateway::start(scratch.path());
     let before = snapshot(scratch.path());
     assert_refused(
         &refused(scratch.path()),
         "in use by another running gateway",
     );
     assert_eq!(snapshot(scratch.path()), before);
-    first.stop();
+    assert!(first.stop().success());
 }
 
 #[test]

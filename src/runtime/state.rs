@@ -1056,6 +1056,10 @@ mod tests {
             StateError::Store(StoreError::Closed).code(),
             tonic::Code::Unavailable
         );
+        assert_eq!(
+            StateError::Store(StoreError::Busy).code(),
+            tonic::Code::ResourceExhausted
+        );
     }
 
     mod model {

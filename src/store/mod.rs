@@ -44,7 +44,7 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 
-pub use durable::DurableStore;
+pub use durable::{CommitStats, DurableStore};
 pub use memory::MemoryStore;
 
 /// The first byte of every key, one per user of the store. Kept in one place

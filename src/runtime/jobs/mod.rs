@@ -28,6 +28,7 @@
 //! timer's type unhosted removes the type's timers (D3).
 
 pub mod error;
+pub mod id;
 pub mod policy;
 pub mod reminder;
 pub mod timer;
@@ -52,8 +53,9 @@ use crate::metrics::{self, JobKind};
 use crate::store::{Batch, Store, StoreError};
 use crate::transport::{FireOutcome, ReminderRequest, TimerRequest, Transport};
 pub use error::JobError;
+pub use id::JobId;
 pub use policy::FailurePolicy;
-pub use reminder::Reminder;
+pub use reminder::{Reminder, Stored};
 pub use timer::Timer;
 
 /// How long one fire may take, waiting for the actor's turn included. A fire
@@ -78,22 +80,6 @@ impl Default for JobLimits {
         JobLimits {
             max_timers: 1_000_000,
             max_reminders: 1_000_000,
-        }
-    }
-}
-
-/// One timer or reminder: the actor and the name it was registered under.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct JobId {
-    pub actor: ActorKey,
-    pub name: String,
-}
-
-impl JobId {
-    pub fn new(actor_type: impl Into<String>, actor_id: impl Into<String>, name: &str) -> Self {
-        JobId {
-            actor: ActorKey::new(actor_type, actor_id),
-            name: name.to_owned(),
         }
     }
 }
@@ -182,7 +168,7 @@ impl Jobs {
         if !self.hosted(&id).await? {
             return Err(JobError::TimerCreate(format!(
                 "actor type {} not registered",
-                id.actor.actor_type
+                id.actor_type()
             )));
         }
         let schedule = Schedule::timer(&spec.due_time, &spec.period, &spec.ttl, self.clock.now())
@@ -229,14 +215,14 @@ impl Jobs {
     /// GetActorReminder (RM3).
     pub async fn get_reminder(&self, id: JobId) -> Result<Reminder, JobError> {
         self.check_hosted(&id).await?;
-        let name = id.name.clone();
+        let name = id.name().to_owned();
         self.ask(GetReminder(id))
             .await?
             .ok_or(JobError::ReminderNotFound(name))
     }
 
     async fn hosted(&self, id: &JobId) -> Result<bool, JobError> {
-        let ask = IsHosted(id.actor.actor_type.clone());
+        let ask = IsHosted(id.actor_type().to_owned());
         self.table
             .send(ask)
             .await
@@ -283,7 +269,7 @@ pub struct JobsActor {
     /// Per actor, so that an actor's timers go with it (D2, D3) at once.
     timers: HashMap<ActorKey, HashMap<String, Live<Timer>>>,
     /// Every reminder, as stored; the store is written first.
-    reminders: HashMap<JobId, Live<Reminder>>,
+    reminders: HashMap<JobId, Live<Stored>>,
     /// Types a live stream hosts, as the table last said.
     hosted: HashSet<String>,
     /// Reminders due while nobody hosted their type (RM5), per type, with
@@ -350,17 +336,18 @@ impl JobsActor {
     }
 
     fn timer(&mut self, id: &JobId) -> Option<&mut Live<Timer>> {
-        self.timers.get_mut(&id.actor)?.get_mut(&id.name)
+        self.timers.get_mut(&id.actor())?.get_mut(id.name())
     }
 
     fn remove_timer(&mut self, id: &JobId) {
-        if let Some(named) = self.timers.get_mut(&id.actor) {
-            if named.remove(&id.name).is_some() {
+        let actor = id.actor();
+        if let Some(named) = self.timers.get_mut(&actor) {
+            if named.remove(id.name()).is_some() {
                 self.timer_count -= 1;
-                count_jobs(JobKind::Timer, &id.actor, -1);
+                count_jobs(JobKind::Timer, id.actor_type(), -1);
             }
             if named.is_empty() {
-                self.timers.remove(&id.actor);
+                self.timers.remove(&actor);
             }
         }
         self.queue.remove(&Job::Timer(id.clone()));
@@ -370,18 +357,15 @@ impl JobsActor {
     fn remove_actor_timers(&mut self, actor: &ActorKey) {
         let named = self.timers.remove(actor).unwrap_or_default();
         self.timer_count -= named.len();
-        count_jobs(JobKind::Timer, actor, -(named.len() as i64));
+        count_jobs(JobKind::Timer, &actor.actor_type, -(named.len() as i64));
         for (name, _) in named {
-            let id = JobId {
-                actor: actor.clone(),
-                name,
-            };
+            let id = JobId::new(&actor.actor_type, &actor.actor_id, &name);
             self.queue.remove(&Job::Timer(id));
         }
     }
 
     fn fire_timer(&mut self, id: JobId, ctx: &mut Context<Self>) {
-        if !self.hosted.contains(&id.actor.actor_type) {
+        if !self.hosted.contains(id.actor_type()) {
             self.remove_timer(&id); // D3: its type went while it waited
             return;
         }
@@ -407,7 +391,7 @@ impl JobsActor {
         let Some(live) = self.timer(&id).filter(|l| l.generation == generation) else {
             return; // replaced or removed while it fired
         };
-        record_fired(JobKind::Timer, &id.actor, &outcome);
+        record_fired(JobKind::Timer, id.actor_type(), &outcome);
         match outcome {
             Ok(FireOutcome::Continue) => {}
             Ok(FireOutcome::Cancel) => return self.remove_timer(&id),
@@ -427,17 +411,17 @@ impl JobsActor {
     /// Every reminder enters the map here, and leaves it through
     /// [`drop_reminder`](Self::drop_reminder), so the metrics' count of
     /// reminders follows the map.
-    fn keep_reminder(&mut self, id: JobId, live: Live<Reminder>) -> Option<Live<Reminder>> {
+    fn keep_reminder(&mut self, id: JobId, live: Live<Stored>) -> Option<Live<Stored>> {
         if !self.reminders.contains_key(&id) {
-            count_jobs(JobKind::Reminder, &id.actor, 1);
+            count_jobs(JobKind::Reminder, id.actor_type(), 1);
         }
         self.reminders.insert(id, live)
     }
 
-    fn drop_reminder(&mut self, id: &JobId) -> Option<Live<Reminder>> {
+    fn drop_reminder(&mut self, id: &JobId) -> Option<Live<Stored>> {
         let dropped = self.reminders.remove(id);
         if dropped.is_some() {
-            count_jobs(JobKind::Reminder, &id.actor, -1);
+            count_jobs(JobKind::Reminder, id.actor_type(), -1);
         }
         dropped
     }
@@ -446,11 +430,11 @@ impl JobsActor {
     /// fell due while the gateway was down is due now, and fires once (its
     /// type has no host yet, so it is parked until one registers, RM5). The
     /// wake-up is armed once, after all are queued.
-    fn restore_stored(&mut self, stored: Vec<(JobId, Reminder)>, ctx: &mut Context<Self>) {
+    fn restore_stored(&mut self, stored: Vec<reminder::Loaded>, ctx: &mut Context<Self>) {
         self.reminders.reserve(stored.len());
-        for (id, reminder) in stored {
-            let at = self.clock.instant_at(reminder.schedule.due());
-            let live = self.live(reminder);
+        for reminder::Loaded { id, stored, due } in stored {
+            let at = self.clock.instant_at(due);
+            let live = self.live(stored);
             self.keep_reminder(id.clone(), live);
             self.queue.insert(Job::Reminder(id), at);
         }
@@ -460,7 +444,7 @@ impl JobsActor {
     /// Queues a reminder in memory for its next due time.
     fn queue_reminder(&mut self, id: JobId, ctx: &mut Context<Self>) {
         if let Some(live) = self.reminders.get(&id) {
-            let due = live.job.schedule.due();
+            let due = live.job.reminder().schedule.due();
             self.enqueue(Job::Reminder(id), due, ctx);
         }
     }
@@ -470,7 +454,7 @@ impl JobsActor {
     /// is queued again. If a fire of that one was out, its report may have
     /// come (and been ignored) meanwhile, so it is queued whatever: a store
     /// failing is rare, and firing twice is better than never again (RM5).
-    fn restore(&mut self, id: JobId, replaced: Option<Live<Reminder>>, ctx: &mut Context<Self>) {
+    fn restore(&mut self, id: JobId, replaced: Option<Live<Stored>>, ctx: &mut Context<Self>) {
         match replaced {
             Some(old) => {
                 self.keep_reminder(id.clone(), old);
@@ -492,23 +476,24 @@ impl JobsActor {
         self.drop_reminder(id);
         self.queue.remove(&Job::Reminder(id.clone()));
         let mut batch = Batch::new();
-        batch.delete(reminder::key(id));
+        batch.delete(id.key().to_vec());
         self.store.commit(batch)
     }
 
     fn fire_reminder(&mut self, id: JobId, ctx: &mut Context<Self>) {
-        let hosted = self.hosted.contains(&id.actor.actor_type);
+        let hosted = self.hosted.contains(id.actor_type());
         let Some(live) = self.reminders.get(&id) else {
             return;
         };
         let generation = live.generation;
         if !hosted {
-            let parked = self.parked.entry(id.actor.actor_type.clone()).or_default();
+            let parked = self.parked.entry(id.actor_type().to_owned()).or_default();
             parked.push((id, generation));
             return;
         }
-        record_lateness(JobKind::Reminder, live.job.schedule.due(), self.clock.now());
-        let fire = Fire::Reminder(live.job.request(&id));
+        let reminder = live.job.reminder();
+        record_lateness(JobKind::Reminder, reminder.schedule.due(), self.clock.now());
+        let fire = Fire::Reminder(reminder.request(&id));
         let job = (Job::Reminder(id.clone()), generation);
         self.spawn_fire(job, fire, ctx, move |this, outcome, ctx| {
             this.reminder_fired(id, generation, outcome, ctx)
@@ -530,7 +515,8 @@ impl JobsActor {
         else {
             return; // replaced or removed while it fired
         };
-        record_fired(JobKind::Reminder, &id.actor, &outcome);
+        record_fired(JobKind::Reminder, id.actor_type(), &outcome);
+        let reminder = live.job.reminder();
         match outcome {
             Ok(FireOutcome::Continue) => live.failures = 0,
             // RM4: cancel deletes it.
@@ -542,7 +528,7 @@ impl JobsActor {
                     Named(&id),
                     Clipped(&e.to_string())
                 );
-                if let Some(wait) = live.job.policy.retry_after(live.failures) {
+                if let Some(wait) = reminder.policy.retry_after(live.failures) {
                     live.failures += 1;
                     self.queue.insert(Job::Reminder(id), Instant::now() + wait);
                     return self.rearm(ctx);
@@ -550,12 +536,15 @@ impl JobsActor {
                 live.failures = 0;
             }
         }
-        match live.job.schedule.clone().after_fire(now) {
+        match reminder.schedule.clone().after_fire(now) {
             Some(next) => {
                 let due = next.due();
-                live.job.schedule = next;
+                live.job = Stored::new(&Reminder {
+                    schedule: next,
+                    ..reminder
+                });
                 let mut batch = Batch::new();
-                batch.put(reminder::key(&id), live.job.to_value());
+                batch.put(id.key().to_vec(), live.job.value());
                 log_failed_write(self.store.commit(batch));
                 self.enqueue(Job::Reminder(id), due, ctx);
             }
@@ -590,7 +579,7 @@ impl JobsActor {
         let table = self.table.clone();
         let transport = self.transport.clone();
         let actor = match &job {
-            Job::Timer(id) | Job::Reminder(id) => id.actor.clone(),
+            Job::Timer(id) | Job::Reminder(id) => id.actor(),
         };
         let taking = async move { super::take_turn(&table, actor, None, Some(deadline)).await };
         let firing = taking.into_actor(self).then(move |turn, this, _| {
@@ -614,9 +603,9 @@ impl JobsActor {
     }
 }
 
-fn count_jobs(kind: JobKind, actor: &ActorKey, change: i64) {
+fn count_jobs(kind: JobKind, actor_type: &str, change: i64) {
     if let Some(m) = metrics::get() {
-        m.jobs_registered(kind, &actor.actor_type, change);
+        m.jobs_registered(kind, actor_type, change);
     }
 }
 
@@ -629,9 +618,9 @@ fn record_lateness(kind: JobKind, due: SystemTime, now: SystemTime) {
     }
 }
 
-fn record_fired(kind: JobKind, actor: &ActorKey, outcome: &Result<FireOutcome, Error>) {
+fn record_fired(kind: JobKind, actor_type: &str, outcome: &Result<FireOutcome, Error>) {
     if let Some(m) = metrics::get() {
-        m.job_fired(kind, &actor.actor_type, outcome.is_ok());
+        m.job_fired(kind, actor_type, outcome.is_ok());
     }
 }
 
@@ -674,9 +663,8 @@ struct Named<'a>(&'a JobId);
 
 impl std::fmt::Display for Named<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let JobId { actor, name } = self.0;
-        let (t, i) = (&actor.actor_type, &actor.actor_id);
-        write!(f, "{}/{}/{}", Clipped(t), Clipped(i), Clipped(name))
+        let (t, i, n) = (self.0.actor_type(), self.0.actor_id(), self.0.name());
+        write!(f, "{}/{}/{}", Clipped(t), Clipped(i), Clipped(n))
     }
 }
 
@@ -752,10 +740,10 @@ impl Handler<AddTimer> for JobsActor {
         }
         let due = msg.timer.schedule.due();
         let live = self.live(msg.timer);
-        let named = self.timers.entry(msg.id.actor.clone()).or_default();
-        if named.insert(msg.id.name.clone(), live).is_none() {
+        let named = self.timers.entry(msg.id.actor()).or_default();
+        if named.insert(msg.id.name().to_owned(), live).is_none() {
             self.timer_count += 1;
-            count_jobs(JobKind::Timer, &msg.id.actor, 1);
+            count_jobs(JobKind::Timer, msg.id.actor_type(), 1);
         }
         self.enqueue(Job::Timer(msg.id), due, ctx);
         Ok(())
@@ -806,7 +794,7 @@ impl Handler<AddReminder> for JobsActor {
         } = msg;
         let replaces = self.reminders.contains_key(&id);
         if !overwrite && replaces {
-            let exists = JobError::ReminderExists(id.name);
+            let exists = JobError::ReminderExists(id.name().to_owned());
             return MessageResult(futures::future::ready(Err(exists)).boxed());
         }
         if !replaces && self.reminders.len() >= self.limits.max_reminders {
@@ -816,10 +804,11 @@ impl Handler<AddReminder> for JobsActor {
             };
             return MessageResult(futures::future::ready(Err(full)).boxed());
         }
+        let stored = Stored::new(&reminder);
         let mut batch = Batch::new();
-        batch.put(reminder::key(&id), reminder.to_value());
+        batch.put(id.key().to_vec(), stored.value());
         let commit = self.store.commit(batch);
-        let live = self.live(reminder);
+        let live = self.live(stored);
         let generation = live.generation;
         let replaced = self.keep_reminder(id.clone(), live);
         self.queue.remove(&Job::Reminder(id.clone()));
@@ -862,6 +851,6 @@ impl Handler<GetReminder> for JobsActor {
     type Result = Option<Reminder>;
 
     fn handle(&mut self, msg: GetReminder, _: &mut Self::Context) -> Option<Reminder> {
-        self.reminders.get(&msg.0).map(|l| l.job.clone())
+        self.reminders.get(&msg.0).map(|l| l.job.reminder())
     }
 }
