@@ -20,7 +20,6 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
 
 use log::error;
 use redb::{Database, Durability, TableDefinition};
@@ -159,31 +158,17 @@ impl Queue {
     }
 
     /// Waits for batches and takes the next group, oldest first; `None`
-    /// once closed and drained. See [`Gather`] for how long it waits.
-    fn next_group(&self, gather: Gather) -> Option<Vec<Pending>> {
+    /// once closed and drained.
+    fn next_group(&self) -> Option<Vec<Pending>> {
         let mut waiting = self.lock();
-        let expected = gather.answered + waiting.batches.len();
-        let until = Instant::now() + gather.linger;
-        loop {
-            if waiting.closed && waiting.batches.is_empty() {
+        while waiting.batches.is_empty() {
+            if waiting.closed {
                 return None;
             }
-            let left = until.saturating_duration_since(Instant::now());
-            let gathered = waiting.batches.len() >= expected || waiting.closed;
-            if !waiting.batches.is_empty() && (gathered || left.is_zero()) {
-                break;
-            }
-            waiting = if waiting.batches.is_empty() {
-                self.arrived
-                    .wait(waiting)
-                    .unwrap_or_else(PoisonError::into_inner)
-            } else {
-                let (waiting, _) = self
-                    .arrived
-                    .wait_timeout(waiting, left)
-                    .unwrap_or_else(PoisonError::into_inner);
-                waiting
-            };
+            waiting = self
+                .arrived
+                .wait(waiting)
+                .unwrap_or_else(PoisonError::into_inner);
         }
         let mut group = Vec::new();
         let mut bytes = 0;
@@ -243,41 +228,10 @@ pub(super) fn spawn(
         .spawn(move || {
             // However the loop ends (a panic included), nobody is left waiting.
             let _abandon = Abandon(&queue);
-            let mut gather = Gather::default();
-            while let Some(group) = queue.next_group(gather) {
-                let started = Instant::now();
-                let answered = group.len();
+            while let Some(group) = queue.next_group() {
                 commit_group(&db, group, &counters);
-                gather = Gather::after(answered, started.elapsed());
             }
         })
-}
-
-/// How the next group is gathered: the writers a commit just answered
-/// usually write again at once, and if the committer starts the next commit
-/// without them they wait a whole commit, the writers split into cohorts
-/// that take turns, and each fsync carries half of them. So the committer
-/// waits for as many batches as it just answered plus those already queued,
-/// but never longer than [`MAX_LINGER`] or the last commit's time, so a
-/// writer that does not come back costs the queued ones at most one more
-/// commit's worth of waiting. With nothing
-/// queued it waits for the first batch anyway: the disk is idle.
-#[derive(Debug, Clone, Copy, Default)]
-struct Gather {
-    answered: usize,
-    linger: Duration,
-}
-
-/// The longest the committer holds queued batches for more to arrive.
-const MAX_LINGER: Duration = Duration::from_millis(2);
-
-impl Gather {
-    fn after(answered: usize, commit: Duration) -> Gather {
-        Gather {
-            answered,
-            linger: commit.min(MAX_LINGER),
-        }
-    }
 }
 
 struct Abandon<'a>(&'a Queue);
