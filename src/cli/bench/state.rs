@@ -43,6 +43,9 @@ const FSYNC_PROBE: Duration = Duration::from_secs(1);
 /// What the probe writes before each fsync: one page, as a small commit does.
 const PROBE_BYTES: usize = 4096;
 
+/// Pages the probe's file holds, written in turn (16 MiB).
+const PROBE_PAGES: u64 = 4096;
+
 #[derive(Debug, Serialize)]
 struct Report {
     mode: &'static str,
@@ -373,6 +376,10 @@ async fn probe_disk(dir: &Path) -> Result<f64, BoxError> {
 
 /// How many write + fsync rounds of one page the disk under `dir` does per
 /// second: the cost of one durable commit, shared or not.
+///
+/// Each round writes the next page of a file allocated beforehand, as a
+/// copy-on-write commit writes fresh pages; the file never grows, which
+/// would add a metadata update to every round.
 fn fsync_rate(dir: &Path, probe: Duration) -> std::io::Result<f64> {
     let path = dir.join("fsync-probe");
     let file = OpenOptions::new()
@@ -382,10 +389,15 @@ fn fsync_rate(dir: &Path, probe: Duration) -> std::io::Result<f64> {
         .write(true)
         .open(&path)?;
     let page = [0x5Au8; PROBE_BYTES];
+    for slot in 0..PROBE_PAGES {
+        file.write_all_at(&page, slot * PROBE_BYTES as u64)?;
+    }
+    file.sync_all()?;
     let start = Instant::now();
     let mut rounds = 0u64;
     while start.elapsed() < probe {
-        file.write_all_at(&page, 0)?;
+        let slot = rounds % PROBE_PAGES;
+        file.write_all_at(&page, slot * PROBE_BYTES as u64)?;
         file.sync_data()?;
         rounds += 1;
     }
