@@ -27,7 +27,7 @@ use callbackstream::proto::{
     UnregisterActorReminderRequest, UnregisterActorTimerRequest,
 };
 use callbackstream::runtime::table::ActorKey;
-use callbackstream::runtime::{Runtime, RuntimeOptions, data};
+use callbackstream::runtime::{JobLimits, Runtime, RuntimeOptions, data};
 use callbackstream::service::DaprService;
 use callbackstream::store::{MemoryStore, Store};
 use callbackstream::{ManagerActor, RegistrationConfig};
@@ -47,8 +47,12 @@ struct Rig {
 impl Rig {
     /// A gateway with the runtime over `store`, on the paused clock.
     async fn over(store: Arc<dyn Store>) -> Rig {
+        Rig::with_options(store, RuntimeOptions::default()).await
+    }
+
+    async fn with_options(store: Arc<dyn Store>, options: RuntimeOptions) -> Rig {
         let manager = start_manager();
-        let runtime = Runtime::start(&manager, store, RuntimeOptions::default())
+        let runtime = Runtime::start(&manager, store, options)
             .await
             .expect("runtime starts");
         let service = DaprService::new(manager.clone(), "app").with_runtime(runtime.clone());
@@ -143,24 +147,9 @@ async fn next_timer(app: &mut App) -> callbackstream::transport::TimerRequest {
     }
 }
 
-async fn next_reminder(app: &mut App) -> callbackstream::transport::ReminderRequest {
-    match app.next().await {
-        ResponseType::ReminderRequest(r) => r,
-        other => panic!("expected a reminder_request, got {other:?}"),
-    }
-}
-
 async fn answer_timer(app: &App, id: &str, cancel: bool) {
     app.answer(RequestType::TimerResponse(fire_response(id.into(), cancel)))
         .await;
-}
-
-async fn answer_reminder(app: &App, id: &str, cancel: bool) {
-    app.answer(RequestType::ReminderResponse(fire_response(
-        id.into(),
-        cancel,
-    )))
-    .await;
 }
 
 async fn fail(app: &App, id: &str, code: u32) {
@@ -403,13 +392,13 @@ async fn rm1_a_reminder_fire_carries_the_any_the_sdk_decodes() {
     r.data = b"rstate".to_vec();
     rig.reminder(r).await.unwrap();
     pass(Duration::from_secs(1)).await;
-    let fire = next_reminder(&mut app).await;
+    let fire = app.next_reminder().await;
     assert_eq!((fire.actor_type.as_str(), fire.actor_id.as_str()), (T, "a"));
     assert_eq!(fire.name, "r");
     assert_eq!(fire.due_time, "0h0m1s0ms0μs");
     assert_eq!(fire.period, "0h0m5s0ms0μs");
     assert_eq!(any_text(fire.data.as_ref().unwrap()), r#""cnN0YXRl""#);
-    answer_reminder(&app, &fire.id, false).await;
+    app.answer_reminder(&fire.id, false).await;
     // RM3: GetActorReminder answers with the same Any.
     assert_eq!(rig.get("r").await.unwrap().data, fire.data);
 }
@@ -430,7 +419,7 @@ async fn rm1_reminders_survive_a_restart() {
     );
     drop(_old_app);
     pass(Duration::from_secs(10)).await;
-    let fire = next_reminder(&mut app).await;
+    let fire = app.next_reminder().await;
     assert_eq!(fire.name, "r");
 }
 
@@ -596,13 +585,13 @@ async fn rm4_retries_wait_the_interval() {
     let mut r = reminder("r", "", "");
     r.failure_policy = Some(constant(5, Some(1)));
     rig.reminder(r).await.unwrap();
-    let first = next_reminder(&mut app).await;
+    let first = app.next_reminder().await;
     fail(&app, &first.id, 5).await;
     pass(Duration::from_secs(4)).await;
     app.assert_no_request();
     pass(Duration::from_secs(1)).await;
-    let retry = next_reminder(&mut app).await;
-    answer_reminder(&app, &retry.id, false).await;
+    let retry = app.next_reminder().await;
+    app.answer_reminder(&retry.id, false).await;
 }
 
 #[actix_rt::test]
@@ -610,8 +599,8 @@ async fn rm4_cancel_deletes_the_reminder() {
     let rig = Rig::new().await;
     let mut app = rig.app().await;
     rig.reminder(reminder("r", "", "1s")).await.unwrap();
-    let fire = next_reminder(&mut app).await;
-    answer_reminder(&app, &fire.id, true).await;
+    let fire = app.next_reminder().await;
+    app.answer_reminder(&fire.id, true).await;
     settle().await;
     assert_status(
         rig.get("r").await,
@@ -632,13 +621,13 @@ async fn rm5_a_reminder_due_while_unhosted_fires_once_when_a_host_registers() {
     // Ten periods go by with nobody to fire at.
     pass(Duration::from_secs(15)).await;
     let mut app = rig.app().await;
-    let fire = next_reminder(&mut app).await;
-    answer_reminder(&app, &fire.id, false).await;
+    let fire = app.next_reminder().await;
+    app.answer_reminder(&fire.id, false).await;
     settle().await;
     app.assert_no_request(); // once, not once per missed period
     pass(Duration::from_secs(1)).await;
-    let next = next_reminder(&mut app).await;
-    answer_reminder(&app, &next.id, false).await;
+    let next = app.next_reminder().await;
+    app.answer_reminder(&next.id, false).await;
 }
 
 #[actix_rt::test]
@@ -670,7 +659,7 @@ async fn d2_timers_are_removed_on_deactivation() {
     pass(Duration::from_secs(30)).await;
     app.assert_no_request();
     pass(Duration::from_secs(10)).await;
-    let fire = next_reminder(&mut app).await;
+    let fire = app.next_reminder().await;
     assert_eq!(fire.name, "r");
 }
 
@@ -687,4 +676,43 @@ async fn d3_timers_are_removed_when_the_type_loses_its_last_host() {
     let mut second = rig.app().await;
     pass(Duration::from_secs(10)).await;
     second.assert_no_request();
+}
+
+/// P4: the gateway keeps at most `max_timers` timers and `max_reminders`
+/// reminders; one more is RESOURCE_EXHAUSTED and changes nothing, while
+/// replacing one at the cap is fine and removing one makes room.
+#[actix_rt::test]
+async fn p4_timers_and_reminders_are_capped_per_gateway() {
+    tokio::time::pause();
+    let options = RuntimeOptions {
+        job_limits: JobLimits {
+            max_timers: 2,
+            max_reminders: 2,
+        },
+        ..RuntimeOptions::default()
+    };
+    let rig = Rig::with_options(Arc::new(MemoryStore::new()), options).await;
+    let _app = rig.app().await;
+    rig.timer(timer("a", "t1", "1h", "")).await.unwrap();
+    rig.timer(timer("b", "t2", "1h", "")).await.unwrap();
+    let over = rig.timer(timer("c", "t3", "1h", "")).await;
+    assert_status(over, Code::ResourceExhausted, "too many timers");
+    rig.timer(timer("b", "t2", "2h", "")).await.unwrap();
+    let unregister = UnregisterActorTimerRequest {
+        actor_type: T.into(),
+        actor_id: "a".into(),
+        name: "t1".into(),
+    };
+    rig.service
+        .unregister_actor_timer(Request::new(unregister))
+        .await
+        .unwrap();
+    rig.timer(timer("c", "t3", "1h", "")).await.unwrap();
+
+    rig.reminder(reminder("r1", "1h", "")).await.unwrap();
+    rig.reminder(reminder("r2", "1h", "")).await.unwrap();
+    let over = rig.reminder(reminder("r3", "1h", "")).await;
+    assert_status(over, Code::ResourceExhausted, "too many reminders");
+    assert_eq!(rig.get("r3").await.unwrap_err().code(), Code::NotFound);
+    rig.reminder(reminder("r2", "2h", "")).await.unwrap();
 }

@@ -8,13 +8,18 @@
 //! - [`jobs::Jobs`] fires timers and reminders (TM1-TM3, RM1-RM5), waiting
 //!   in a [`scheduler::DeadlineQueue`]; [`schedule`] and [`data`] are what
 //!   they are made of;
+//! - [`purge`] deletes expired state in the background (ST3);
 //! - [`clock::Clock`] is the one wall clock, tied to tokio's.
 //!
-//! [`Runtime`] is the handle the front door holds. See docs/architecture.md.
+//! [`Runtime`] is the handle the front door holds; when its last clone
+//! goes, the runtime's timers, reminders and purge stop with it, and let go
+//! of the store (a restart in the same process starts a fresh runtime on
+//! the same store). See docs/architecture.md.
 
 pub mod clock;
 pub mod data;
 pub mod jobs;
+pub mod purge;
 pub mod schedule;
 pub mod scheduler;
 pub mod state;
@@ -26,6 +31,7 @@ use std::time::Duration;
 
 use actix::Addr;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use crate::error::Error;
 use crate::manager::{ManagerActor, StartTable};
@@ -33,6 +39,7 @@ use crate::pending::PendingReply;
 use crate::store::{Store, StoreError};
 use crate::transport::{InvokeRequest, Transport};
 use clock::Clock;
+pub use jobs::JobLimits;
 use jobs::Jobs;
 use state::ActorState;
 use table::{
@@ -44,12 +51,15 @@ use table::{
 pub struct RuntimeOptions {
     /// How often idle actors are looked for (`--idle-scan-interval`, D2).
     pub idle_scan_interval: Duration,
+    /// Timers and reminders the gateway keeps at most (P4).
+    pub job_limits: JobLimits,
 }
 
 impl Default for RuntimeOptions {
     fn default() -> Self {
         RuntimeOptions {
             idle_scan_interval: Duration::from_secs(1),
+            job_limits: JobLimits::default(),
         }
     }
 }
@@ -60,6 +70,21 @@ pub struct Runtime {
     table: Addr<ActorTable>,
     state: ActorState,
     jobs: Jobs,
+    _alive: Arc<Alive>,
+}
+
+/// Held by every clone of a [`Runtime`]; dropped with the last one, it
+/// stops the runtime's own work (the table is the manager's, and stays).
+struct Alive {
+    purge: CancellationToken,
+    jobs: Jobs,
+}
+
+impl Drop for Alive {
+    fn drop(&mut self) {
+        self.purge.cancel();
+        self.jobs.stop();
+    }
 }
 
 /// Why the runtime did not start.
@@ -79,6 +104,19 @@ impl Runtime {
         store: Arc<dyn Store>,
         options: RuntimeOptions,
     ) -> Result<Self, StartError> {
+        Runtime::start_with_clock(manager, store, options, Clock::new()).await
+    }
+
+    /// [`start`](Self::start) reading wall time from `clock`: tests that
+    /// restart a runtime on the same store give both the same clock, so that
+    /// the time that passes between them (on tokio's paused clock) passes in
+    /// wall time too.
+    pub async fn start_with_clock(
+        manager: &Addr<ManagerActor>,
+        store: Arc<dyn Store>,
+        options: RuntimeOptions,
+        clock: Clock,
+    ) -> Result<Self, StartError> {
         let (table, arbiter) = manager
             .send(StartTable {
                 idle_scan: options.idle_scan_interval,
@@ -86,13 +124,28 @@ impl Runtime {
             .await
             .map_err(|_| Error::ShuttingDown)?;
         // One clock for state expiry and schedules.
-        let clock = Clock::new();
         let transport = Transport::new(manager.clone());
-        let jobs = Jobs::start(&arbiter, table.clone(), transport, store.clone(), clock).await?;
+        let jobs = Jobs::start(
+            &arbiter,
+            table.clone(),
+            transport,
+            store.clone(),
+            clock,
+            options.job_limits,
+        )
+        .await?;
+        let state = ActorState::new(store, clock);
+        let purge = CancellationToken::new();
+        arbiter.spawn(purge::run(state.clone(), clock, purge.clone()));
+        let alive = Alive {
+            purge,
+            jobs: jobs.clone(),
+        };
         Ok(Runtime {
             table,
-            state: ActorState::new(store, clock),
+            state,
             jobs,
+            _alive: Arc::new(alive),
         })
     }
 

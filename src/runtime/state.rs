@@ -29,7 +29,9 @@
 //!
 //! Each expiring write also records `expiry ++ value key` under
 //! [`STATE_EXPIRY`](crate::store::namespace::STATE_EXPIRY); these sort by
-//! expiry, so [`ActorState::purge_expired`] reads only what is due.
+//! expiry, so [`ActorState::purge_expired`] reads only what is due. The
+//! runtime calls it in the background (`runtime::purge`), woken by the
+//! [`ExpiryWatch`] every expiring write lowers.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -37,7 +39,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::RwLock;
 
+use crate::metrics;
 use crate::runtime::clock::Clock;
+use crate::runtime::purge::ExpiryWatch;
 use crate::store::{Batch, Store, StoreError, namespace};
 
 /// Longest state key accepted, in bytes (UTF-8 of the proto string).
@@ -175,12 +179,14 @@ impl StateError {
     }
 }
 
-/// Actor state over a shared store. Cheap to clone; clones share the store
-/// and the purge gate.
+/// Actor state over a shared store. Cheap to clone; clones share the store,
+/// the purge gate and the expiry watch.
 #[derive(Clone)]
 pub struct ActorState {
     store: Arc<dyn Store>,
     clock: Clock,
+    /// Told of every expiry written, for the background purge.
+    expiries: Arc<ExpiryWatch>,
     // Transactions hold it shared, a purge exclusively: a purge reads a key,
     // finds it expired and deletes it, and no transaction may write that key
     // in between or the purge would delete the new value. A purge is one
@@ -194,8 +200,14 @@ impl ActorState {
         ActorState {
             store,
             clock,
+            expiries: Arc::default(),
             purge_gate: Arc::new(RwLock::new(())),
         }
+    }
+
+    /// What the background purge (`runtime::purge`) sleeps on.
+    pub fn expiry_watch(&self) -> &Arc<ExpiryWatch> {
+        &self.expiries
     }
 
     /// GetActorState (ST1, ST3). An empty key is valid here and simply absent.
@@ -233,6 +245,21 @@ impl ActorState {
         actor_id: &str,
         operations: Vec<Operation>,
     ) -> Result<(), StateError> {
+        let started = tokio::time::Instant::now();
+        let result = self.apply(actor_type, actor_id, operations).await;
+        if let Some(m) = metrics::get() {
+            let committed = result.is_ok().then(|| started.elapsed().as_secs_f64());
+            m.state_transaction(committed);
+        }
+        result
+    }
+
+    async fn apply(
+        &self,
+        actor_type: &str,
+        actor_id: &str,
+        operations: Vec<Operation>,
+    ) -> Result<(), StateError> {
         check_actor(actor_type, actor_id)?;
         if operations.len() > MAX_OPERATIONS {
             return Err(StateError::TooManyOperations {
@@ -242,12 +269,14 @@ impl ActorState {
         }
         let now = self.now();
         let mut batch = Batch::with_capacity(operations.len());
+        let mut earliest: Option<UnixNanos> = None;
         for operation in operations {
             match Change::validate(operation, now)? {
                 Change::Upsert { key, value, expiry } => {
                     let key = value_key(actor_type, actor_id, &key);
                     if let Some(expiry) = expiry {
                         batch.put(expiry_key(expiry, &key), Vec::new());
+                        earliest = Some(earliest.map_or(expiry, |e| e.min(expiry)));
                     }
                     batch.put(key, encode_value(expiry, &value));
                 }
@@ -260,7 +289,24 @@ impl ActorState {
             return Ok(());
         }
         let _shared = self.purge_gate.read().await;
-        Ok(self.store.commit(batch).await?)
+        self.store.commit(batch).await?;
+        if let Some(expiry) = earliest {
+            self.expiries.expires_at(expiry.to_system_time());
+        }
+        Ok(())
+    }
+
+    /// The earliest expiry of any record in the store (stale ones
+    /// included: they are due to be dropped then too).
+    pub async fn earliest_expiry(&self) -> Result<Option<SystemTime>, StateError> {
+        let first = self
+            .store
+            .scan(vec![namespace::STATE_EXPIRY], None, 1)
+            .await?;
+        match first.first() {
+            Some((record, _)) => Ok(Some(parse_expiry_key(record)?.0.to_system_time())),
+            None => Ok(None),
+        }
     }
 
     /// Deletes keys that have expired, handling at most `limit` due expiry
@@ -432,8 +478,12 @@ impl UnixNanos {
         self.0 <= now.0
     }
 
+    fn to_system_time(self) -> SystemTime {
+        UNIX_EPOCH + Duration::from_nanos(self.0)
+    }
+
     fn to_rfc3339(self) -> String {
-        humantime::format_rfc3339(UNIX_EPOCH + Duration::from_nanos(self.0)).to_string()
+        humantime::format_rfc3339(self.to_system_time()).to_string()
     }
 }
 

@@ -151,6 +151,20 @@ impl App {
         .await
     }
 
+    /// The next request, which must be a reminder fire.
+    pub async fn next_reminder(&mut self) -> callbackstream::transport::ReminderRequest {
+        match self.next().await {
+            ResponseType::ReminderRequest(r) => r,
+            other => panic!("{}: expected a reminder_request, got {other:?}", self.id),
+        }
+    }
+
+    /// Answers a reminder fire, cancelling the reminder or not.
+    pub async fn answer_reminder(&self, id: &str, cancel: bool) {
+        let reply = RequestType::ReminderResponse(fire_response(id.into(), cancel));
+        self.answer(reply).await;
+    }
+
     /// Hands `reply` to the connection as if the app had written it.
     pub async fn answer(&self, reply: RequestType) {
         self.deliver(from_app(reply)).await;

@@ -9,6 +9,7 @@
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
@@ -22,7 +23,17 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 /// bind; a child that exits at once is retried on a new port this often.
 const START_ATTEMPTS: usize = 3;
 
-const POLL: Duration = Duration::from_millis(20);
+// Short: the reminders bench times a restart up to the moment it listens.
+const POLL: Duration = Duration::from_millis(5);
+
+/// Where the child keeps actor state and reminders.
+#[derive(Debug, Clone)]
+pub(super) enum ChildStore {
+    /// `--in-memory`: the modes that measure the relay and the turns.
+    InMemory,
+    /// `--data-dir DIR`: the durable store.
+    DataDir(PathBuf),
+}
 
 pub(super) struct ChildGateway {
     child: Child,
@@ -37,10 +48,20 @@ impl ChildGateway {
         max_streams: usize,
         threads: usize,
     ) -> Result<Self, BoxError> {
+        ChildGateway::start_with(app_id, max_streams, threads, &ChildStore::InMemory).await
+    }
+
+    /// [`start`](Self::start), keeping its data in `store`.
+    pub(super) async fn start_with(
+        app_id: &str,
+        max_streams: usize,
+        threads: usize,
+        store: &ChildStore,
+    ) -> Result<Self, BoxError> {
         let mut last_exit = None;
         for _ in 0..START_ATTEMPTS {
             let addr = free_loopback_port()?;
-            let mut child = command(addr, app_id, max_streams, threads)?.spawn()?;
+            let mut child = command(addr, app_id, max_streams, threads, store)?.spawn()?;
             match wait_listening(&mut child, addr).await? {
                 None => return Ok(ChildGateway { child, addr }),
                 Some(status) => last_exit = Some(status),
@@ -89,13 +110,17 @@ fn command(
     app_id: &str,
     max_streams: usize,
     threads: usize,
+    store: &ChildStore,
 ) -> std::io::Result<Command> {
     let mut command = Command::new(std::env::current_exe()?);
+    command.args(["serve", "--listen", &addr.to_string(), "--app-id", app_id]);
+    match store {
+        ChildStore::InMemory => command.arg("--in-memory"),
+        ChildStore::DataDir(dir) => command.arg("--data-dir").arg(dir),
+    };
     command
-        .args(["serve", "--listen", &addr.to_string(), "--app-id", app_id])
-        // These modes measure the relay and the turns; the durable store
-        // has its own mode.
-        .arg("--in-memory")
+        // Metrics on, as a user runs it, on a port nothing else wants.
+        .args(["--metrics-listen", "127.0.0.1:0"])
         .args(["--max-streams", &max_streams.to_string()])
         .args(["--threads", &threads.to_string()])
         .stdin(Stdio::null())
@@ -118,6 +143,34 @@ fn command(
         });
     }
     Ok(command)
+}
+
+/// A scratch data directory for a child gateway, removed when dropped.
+pub(super) struct ScratchDir(PathBuf);
+
+impl ScratchDir {
+    /// A new, empty directory under the system's temporary directory.
+    pub(super) fn create(label: &str) -> std::io::Result<Self> {
+        let name = format!("callbackstream-bench-{label}-{}", std::process::id());
+        let path = std::env::temp_dir().join(name);
+        if path.exists() {
+            std::fs::remove_dir_all(&path)?;
+        }
+        std::fs::create_dir_all(&path)?;
+        Ok(ScratchDir(path))
+    }
+
+    /// The data directory inside it: not there until a gateway creates it
+    /// (`serve` refuses an existing directory that is not one of its own).
+    pub(super) fn data_dir(&self) -> PathBuf {
+        self.0.join("data")
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 fn free_loopback_port() -> std::io::Result<SocketAddr> {

@@ -1,15 +1,18 @@
 //! `callbackstream bench`: what a callback through the gateway costs, in
 //! throughput, latency, CPU per call and memory per app stream.
 //!
-//! Four modes, one per file: `load` (the default: echo apps, C callers, a
+//! Six modes, one per file: `load` (the default: echo apps, C callers, a
 //! timed run, optionally beside a unary-echo baseline), `idle` (`--idle
 //! N`: N idle app streams and the gateway's memory), `actors` (`--actors
-//! N`: N actors activated through the runtime, their rate and memory) and
+//! N`: N actors activated through the runtime, their rate and memory),
 //! `timers` (`--timers N`: fire lateness, missed and duplicate fires),
-//! `state` (`--state`: durable state transactions and the group commit); `apps` runs the echo
-//! apps both modes open, on a thread of their own; `child` starts the
-//! separate gateway process the idle mode measures. This file holds the
-//! arguments and what both modes share: connecting, and the progress line.
+//! `state` (`--state`: durable state transactions and the group commit) and
+//! `reminders` (`--reminders N`: durable registration rate, fires, and a
+//! restart: how soon it serves and the memory the reminders take); `fires`
+//! judges the fires of timers and reminders; `apps` runs the echo
+//! apps the modes open, on a thread of their own; `child` starts the
+//! separate gateway process the idle and reminders modes measure. This file holds the
+//! arguments and what the modes share: connecting, and the progress line.
 //!
 //! Every wait is bounded (connects, each call's deadline, shutdowns), and
 //! Ctrl-C drops the run: in-process servers stop and a child gateway is
@@ -18,8 +21,10 @@
 mod actors;
 mod apps;
 mod child;
+mod fires;
 mod idle;
 mod load;
+mod reminders;
 mod state;
 mod timers;
 
@@ -108,16 +113,33 @@ pub struct BenchArgs {
     /// With --timers: the period between fires.
     #[arg(long, default_value = "1s", value_parser = duration, requires = "timers")]
     timer_period: Duration,
+    /// Instead of load: register N durable reminders, one per actor, with
+    /// --callers callers, on a gateway process over a scratch --data-dir;
+    /// report the registration rate, the fires' lateness, missed and
+    /// duplicate fires over --duration, then restart the gateway and report
+    /// how soon it serves, how many reminders it restored, and the memory
+    /// they take.
+    #[arg(long, value_name = "N", conflicts_with_all = [
+        "baseline", "apps", "payload", "actor_ids", "idle", "addr", "relay_only", "actors", "timers",
+    ])]
+    reminders: Option<usize>,
+    /// With --reminders: how long after registration each reminder first fires.
+    #[arg(long, default_value = "1s", value_parser = duration, requires = "reminders")]
+    reminder_due: Duration,
+    /// With --reminders: the period between fires.
+    #[arg(long, default_value = "1s", value_parser = duration, requires = "reminders")]
+    reminder_period: Duration,
     /// Instead of load: --callers callers run durable state transactions
     /// (ExecuteActorStateTransaction, one upsert of --payload bytes) on an
     /// in-process gateway with a durable store, and report tx/s, latency,
     /// and transactions per disk fsync beside the disk's own fsync rate.
     #[arg(long, conflicts_with_all = [
         "apps", "actor_ids", "idle", "addr", "relay_only", "actors", "timers",
+        "reminders",
     ])]
     state: bool,
-    /// With --state: the data directory (new, or empty) [default: a new
-    /// directory in the working directory, removed afterwards].
+    /// With --state: the data directory (new, or empty) [default: a scratch
+    /// directory under the system's temporary directory, removed afterwards].
     #[arg(long, requires = "state")]
     data_dir: Option<std::path::PathBuf>,
     /// With --idle: open every stream on one HTTP/2 connection.
@@ -134,6 +156,10 @@ pub struct BenchArgs {
     /// relayed without taking their actor's turn (the relay's own cost).
     #[arg(long, conflicts_with = "addr")]
     relay_only: bool,
+    /// Record no metrics in the in-process gateway (`serve --no-metrics`),
+    /// to measure what recording them costs.
+    #[arg(long, conflicts_with = "addr")]
+    no_metrics: bool,
     /// Print one JSON object on stdout instead of the text report.
     #[arg(long)]
     json: bool,
@@ -152,12 +178,13 @@ enum Baseline {
 pub async fn run(args: BenchArgs) -> CliResult {
     quiet_logs();
     let bench = async {
-        match (args.idle, args.actors, args.timers) {
+        match (args.idle, args.actors, args.timers, args.reminders) {
             _ if args.state => state::run(&args).await,
-            (Some(streams), _, _) => idle::run(&args, streams).await,
-            (None, Some(actors), _) => actors::run(&args, actors).await,
-            (None, None, Some(timers)) => timers::run(&args, timers).await,
-            (None, None, None) => load::run(&args).await,
+            (Some(streams), ..) => idle::run(&args, streams).await,
+            (None, Some(actors), ..) => actors::run(&args, actors).await,
+            (None, None, Some(timers), _) => timers::run(&args, timers).await,
+            (None, None, None, Some(reminders)) => reminders::run(&args, reminders).await,
+            (None, None, None, None) => load::run(&args).await,
         }
     };
     tokio::select! {

@@ -28,13 +28,14 @@
 //! timer's type unhosted removes the type's timers (D3).
 
 pub mod error;
+pub mod id;
 pub mod policy;
 pub mod reminder;
 pub mod timer;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use actix::prelude::*;
 use actix_rt::ArbiterHandle;
@@ -45,14 +46,16 @@ use super::clock::Clock;
 use super::data;
 use super::schedule::Schedule;
 use super::scheduler::DeadlineQueue;
-use super::table::{ActorKey, ActorTable, IsHosted, TableEvent, Watch};
+use super::table::{ActorKey, ActorTable, IsHosted, REENTRANCY_ID, TableEvent, Watch};
 use crate::clip::Clipped;
 use crate::error::Error;
+use crate::metrics::{self, JobKind};
 use crate::store::{Batch, Store, StoreError};
 use crate::transport::{FireOutcome, ReminderRequest, TimerRequest, Transport};
 pub use error::JobError;
+pub use id::JobId;
 pub use policy::FailurePolicy;
-pub use reminder::Reminder;
+pub use reminder::{Reminder, Stored};
 pub use timer::Timer;
 
 /// How long one fire may take, waiting for the actor's turn included. A fire
@@ -60,18 +63,23 @@ pub use timer::Timer;
 /// reminder), and the job goes on.
 pub const FIRE_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// One timer or reminder: the actor and the name it was registered under.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct JobId {
-    pub actor: ActorKey,
-    pub name: String,
+/// How many timers and how many reminders the gateway keeps at most (P4):
+/// each costs memory (and a reminder a stored record) for as long as it
+/// lives, and actor ids are free for the asking, so without a bound an app
+/// (or a caller) could register them until the process runs out.
+/// Reminders restored at start are all kept, over the bound or not: they
+/// were accepted once; the bound refuses new registrations only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JobLimits {
+    pub max_timers: usize,
+    pub max_reminders: usize,
 }
 
-impl JobId {
-    pub fn new(actor_type: impl Into<String>, actor_id: impl Into<String>, name: &str) -> Self {
-        JobId {
-            actor: ActorKey::new(actor_type, actor_id),
-            name: name.to_owned(),
+impl Default for JobLimits {
+    fn default() -> Self {
+        JobLimits {
+            max_timers: 1_000_000,
+            max_reminders: 1_000_000,
         }
     }
 }
@@ -114,6 +122,7 @@ impl Jobs {
         transport: Transport,
         store: Arc<dyn Store>,
         clock: Clock,
+        limits: JobLimits,
     ) -> Result<Jobs, StoreError> {
         let stored = reminder::load_all(store.as_ref()).await?;
         let actor = JobsActor {
@@ -128,12 +137,12 @@ impl Jobs {
             hosted: HashSet::new(),
             parked: HashMap::new(),
             next_generation: 0,
+            limits,
+            timer_count: 0,
         };
         let actor = JobsActor::start_in_arbiter(arbiter, move |ctx| {
             let mut actor = actor;
-            for (id, r) in stored {
-                actor.put_reminder(id, r, ctx);
-            }
+            actor.restore_stored(stored, ctx);
             actor
         });
         table.do_send(Watch(actor.clone().recipient()));
@@ -144,12 +153,18 @@ impl Jobs {
         })
     }
 
+    /// Stops the timers and reminders: nothing fires from here on, and the
+    /// actor lets go of the store. Reminders stay stored.
+    pub fn stop(&self) {
+        self.actor.do_send(Stop);
+    }
+
     /// RegisterActorTimer (TM1, TM2): replaces a timer of the same name.
     pub async fn register_timer(&self, id: JobId, spec: TimerSpec) -> Result<(), JobError> {
         if !self.hosted(&id).await? {
             return Err(JobError::TimerCreate(format!(
                 "actor type {} not registered",
-                id.actor.actor_type
+                id.actor_type()
             )));
         }
         let schedule = Schedule::timer(&spec.due_time, &spec.period, &spec.ttl, self.clock.now())
@@ -159,7 +174,7 @@ impl Jobs {
             callback: spec.callback,
             data: data::encode(&spec.data),
         };
-        self.ask(AddTimer { id, timer }).await
+        self.ask(AddTimer { id, timer }).await?
     }
 
     /// UnregisterActorTimer: idempotent, whoever hosts the type.
@@ -195,14 +210,14 @@ impl Jobs {
     /// GetActorReminder (RM3).
     pub async fn get_reminder(&self, id: JobId) -> Result<Reminder, JobError> {
         self.check_hosted(&id).await?;
-        let name = id.name.clone();
+        let name = id.name().to_owned();
         self.ask(GetReminder(id))
             .await?
             .ok_or(JobError::ReminderNotFound(name))
     }
 
     async fn hosted(&self, id: &JobId) -> Result<bool, JobError> {
-        let ask = IsHosted(id.actor.actor_type.clone());
+        let ask = IsHosted(id.actor_type().to_owned());
         self.table
             .send(ask)
             .await
@@ -249,13 +264,16 @@ pub struct JobsActor {
     /// Per actor, so that an actor's timers go with it (D2, D3) at once.
     timers: HashMap<ActorKey, HashMap<String, Live<Timer>>>,
     /// Every reminder, as stored; the store is written first.
-    reminders: HashMap<JobId, Live<Reminder>>,
+    reminders: HashMap<JobId, Live<Stored>>,
     /// Types a live stream hosts, as the table last said.
     hosted: HashSet<String>,
     /// Reminders due while nobody hosted their type (RM5), per type, with
     /// the generation they fell due in.
     parked: HashMap<String, Vec<(JobId, u64)>>,
     next_generation: u64,
+    limits: JobLimits,
+    /// Timers in `timers`, all actors together (the map is per actor).
+    timer_count: usize,
 }
 
 /// A registered job and its registration's generation.
@@ -313,14 +331,18 @@ impl JobsActor {
     }
 
     fn timer(&mut self, id: &JobId) -> Option<&mut Live<Timer>> {
-        self.timers.get_mut(&id.actor)?.get_mut(&id.name)
+        self.timers.get_mut(&id.actor())?.get_mut(id.name())
     }
 
     fn remove_timer(&mut self, id: &JobId) {
-        if let Some(named) = self.timers.get_mut(&id.actor) {
-            named.remove(&id.name);
+        let actor = id.actor();
+        if let Some(named) = self.timers.get_mut(&actor) {
+            if named.remove(id.name()).is_some() {
+                self.timer_count -= 1;
+                count_jobs(JobKind::Timer, id.actor_type(), -1);
+            }
             if named.is_empty() {
-                self.timers.remove(&id.actor);
+                self.timers.remove(&actor);
             }
         }
         self.queue.remove(&Job::Timer(id.clone()));
@@ -328,17 +350,17 @@ impl JobsActor {
 
     /// D2, D3: an actor's timers go with it.
     fn remove_actor_timers(&mut self, actor: &ActorKey) {
-        for (name, _) in self.timers.remove(actor).unwrap_or_default() {
-            let id = JobId {
-                actor: actor.clone(),
-                name,
-            };
+        let named = self.timers.remove(actor).unwrap_or_default();
+        self.timer_count -= named.len();
+        count_jobs(JobKind::Timer, &actor.actor_type, -(named.len() as i64));
+        for (name, _) in named {
+            let id = JobId::new(&actor.actor_type, &actor.actor_id, &name);
             self.queue.remove(&Job::Timer(id));
         }
     }
 
     fn fire_timer(&mut self, id: JobId, ctx: &mut Context<Self>) {
-        if !self.hosted.contains(&id.actor.actor_type) {
+        if !self.hosted.contains(id.actor_type()) {
             self.remove_timer(&id); // D3: its type went while it waited
             return;
         }
@@ -346,6 +368,7 @@ impl JobsActor {
             return;
         };
         let (request, generation) = (live.job.request(&id), live.generation);
+        record_lateness(JobKind::Timer, live.job.schedule.due(), self.clock.now());
         let job = (Job::Timer(id.clone()), generation);
         self.spawn_fire(job, Fire::Timer(request), ctx, move |this, outcome, ctx| {
             this.timer_fired(id, generation, outcome, ctx)
@@ -363,6 +386,7 @@ impl JobsActor {
         let Some(live) = self.timer(&id).filter(|l| l.generation == generation) else {
             return; // replaced or removed while it fired
         };
+        record_fired(JobKind::Timer, id.actor_type(), &outcome);
         match outcome {
             Ok(FireOutcome::Continue) => {}
             Ok(FireOutcome::Cancel) => return self.remove_timer(&id),
@@ -379,14 +403,62 @@ impl JobsActor {
         }
     }
 
-    /// Keeps `reminder` in memory and queues it; the store is the caller's.
-    fn put_reminder(&mut self, id: JobId, reminder: Reminder, ctx: &mut Context<Self>) -> u64 {
-        let due = reminder.schedule.due();
-        let live = self.live(reminder);
-        let generation = live.generation;
-        self.reminders.insert(id.clone(), live);
-        self.enqueue(Job::Reminder(id), due, ctx);
-        generation
+    /// Every reminder enters the map here, and leaves it through
+    /// [`drop_reminder`](Self::drop_reminder), so the metrics' count of
+    /// reminders follows the map.
+    fn keep_reminder(&mut self, id: JobId, live: Live<Stored>) -> Option<Live<Stored>> {
+        if !self.reminders.contains_key(&id) {
+            count_jobs(JobKind::Reminder, id.actor_type(), 1);
+        }
+        self.reminders.insert(id, live)
+    }
+
+    fn drop_reminder(&mut self, id: &JobId) -> Option<Live<Stored>> {
+        let dropped = self.reminders.remove(id);
+        if dropped.is_some() {
+            count_jobs(JobKind::Reminder, id.actor_type(), -1);
+        }
+        dropped
+    }
+
+    /// P3: every stored reminder, queued for its stored due time; one that
+    /// fell due while the gateway was down is due now, and fires once (its
+    /// type has no host yet, so it is parked until one registers, RM5). The
+    /// wake-up is armed once, after all are queued.
+    fn restore_stored(&mut self, stored: Vec<reminder::Loaded>, ctx: &mut Context<Self>) {
+        self.reminders.reserve(stored.len());
+        for reminder::Loaded { id, stored, due } in stored {
+            let at = self.clock.instant_at(due);
+            let live = self.live(stored);
+            self.keep_reminder(id.clone(), live);
+            self.queue.insert(Job::Reminder(id), at);
+        }
+        self.rearm(ctx);
+    }
+
+    /// Queues a reminder in memory for its next due time.
+    fn queue_reminder(&mut self, id: JobId, ctx: &mut Context<Self>) {
+        if let Some(live) = self.reminders.get(&id) {
+            let due = live.job.reminder().schedule.due();
+            self.enqueue(Job::Reminder(id), due, ctx);
+        }
+    }
+
+    /// A registration's commit failed: the store still holds what it held
+    /// before, so memory goes back to that too, and the reminder it replaced
+    /// is queued again. If a fire of that one was out, its report may have
+    /// come (and been ignored) meanwhile, so it is queued whatever: a store
+    /// failing is rare, and firing twice is better than never again (RM5).
+    fn restore(&mut self, id: JobId, replaced: Option<Live<Stored>>, ctx: &mut Context<Self>) {
+        match replaced {
+            Some(old) => {
+                self.keep_reminder(id.clone(), old);
+                self.queue_reminder(id, ctx);
+            }
+            None => {
+                self.drop_reminder(&id);
+            }
+        }
     }
 
     /// Forgets a reminder and deletes it from the store; the commit is
@@ -396,25 +468,27 @@ impl JobsActor {
         &mut self,
         id: &JobId,
     ) -> futures::future::BoxFuture<'static, Result<(), StoreError>> {
-        self.reminders.remove(id);
+        self.drop_reminder(id);
         self.queue.remove(&Job::Reminder(id.clone()));
         let mut batch = Batch::new();
-        batch.delete(reminder::key(id));
+        batch.delete(id.key().to_vec());
         self.store.commit(batch)
     }
 
     fn fire_reminder(&mut self, id: JobId, ctx: &mut Context<Self>) {
-        let hosted = self.hosted.contains(&id.actor.actor_type);
+        let hosted = self.hosted.contains(id.actor_type());
         let Some(live) = self.reminders.get(&id) else {
             return;
         };
         let generation = live.generation;
         if !hosted {
-            let parked = self.parked.entry(id.actor.actor_type.clone()).or_default();
+            let parked = self.parked.entry(id.actor_type().to_owned()).or_default();
             parked.push((id, generation));
             return;
         }
-        let fire = Fire::Reminder(live.job.request(&id));
+        let reminder = live.job.reminder();
+        record_lateness(JobKind::Reminder, reminder.schedule.due(), self.clock.now());
+        let fire = Fire::Reminder(reminder.request(&id));
         let job = (Job::Reminder(id.clone()), generation);
         self.spawn_fire(job, fire, ctx, move |this, outcome, ctx| {
             this.reminder_fired(id, generation, outcome, ctx)
@@ -436,6 +510,8 @@ impl JobsActor {
         else {
             return; // replaced or removed while it fired
         };
+        record_fired(JobKind::Reminder, id.actor_type(), &outcome);
+        let reminder = live.job.reminder();
         match outcome {
             Ok(FireOutcome::Continue) => live.failures = 0,
             // RM4: cancel deletes it.
@@ -447,7 +523,7 @@ impl JobsActor {
                     Named(&id),
                     Clipped(&e.to_string())
                 );
-                if let Some(wait) = live.job.policy.retry_after(live.failures) {
+                if let Some(wait) = reminder.policy.retry_after(live.failures) {
                     live.failures += 1;
                     self.queue.insert(Job::Reminder(id), Instant::now() + wait);
                     return self.rearm(ctx);
@@ -455,12 +531,15 @@ impl JobsActor {
                 live.failures = 0;
             }
         }
-        match live.job.schedule.clone().after_fire(now) {
+        match reminder.schedule.clone().after_fire(now) {
             Some(next) => {
                 let due = next.due();
-                live.job.schedule = next;
+                live.job = Stored::new(&Reminder {
+                    schedule: next,
+                    ..reminder
+                });
                 let mut batch = Batch::new();
-                batch.put(reminder::key(&id), live.job.to_value());
+                batch.put(id.key().to_vec(), live.job.value());
                 log_failed_write(self.store.commit(batch));
                 self.enqueue(Job::Reminder(id), due, ctx);
             }
@@ -495,7 +574,7 @@ impl JobsActor {
         let table = self.table.clone();
         let transport = self.transport.clone();
         let actor = match &job {
-            Job::Timer(id) | Job::Reminder(id) => id.actor.clone(),
+            Job::Timer(id) | Job::Reminder(id) => id.actor(),
         };
         let taking = async move { super::take_turn(&table, actor, None, Some(deadline)).await };
         let firing = taking.into_actor(self).then(move |turn, this, _| {
@@ -503,12 +582,12 @@ impl JobsActor {
             // fire queued behind a deactivation or an invoke.
             let gone = !this.is_current(&job, generation);
             async move {
-                let _turn = turn?;
+                let turn = turn?;
                 if gone {
                     // Never seen: `done` drops reports of jobs not current.
                     return Err(Error::Protocol("the job went while its fire waited".into()));
                 }
-                match fire {
+                match fire.in_chain(turn.chain()) {
                     Fire::Timer(r) => transport.timer(r, Some(deadline)).await,
                     Fire::Reminder(r) => transport.reminder(r, Some(deadline)).await,
                 }
@@ -519,10 +598,48 @@ impl JobsActor {
     }
 }
 
+fn count_jobs(kind: JobKind, actor_type: &str, change: i64) {
+    if let Some(m) = metrics::get() {
+        m.jobs_registered(kind, actor_type, change);
+    }
+}
+
+/// How late a fire leaves the scheduler: retries of a failed reminder count
+/// from the tick they retry (their due time has not moved).
+fn record_lateness(kind: JobKind, due: SystemTime, now: SystemTime) {
+    if let Some(m) = metrics::get() {
+        let late = now.duration_since(due).unwrap_or_default();
+        m.job_sent(kind, late.as_secs_f64());
+    }
+}
+
+fn record_fired(kind: JobKind, actor_type: &str, outcome: &Result<FireOutcome, Error>) {
+    if let Some(m) = metrics::get() {
+        m.job_fired(kind, actor_type, outcome.is_ok());
+    }
+}
+
 /// A fire's message.
 enum Fire {
     Timer(TimerRequest),
     Reminder(ReminderRequest),
+}
+
+impl Fire {
+    /// With reentrancy on, a fire starts a chain like a top-level call (T3):
+    /// its turn's chain id goes in the metadata, so that the callback's own
+    /// calls back into this actor enter instead of waiting for the turn the
+    /// fire holds.
+    fn in_chain(mut self, chain: Option<&str>) -> Fire {
+        if let Some(chain) = chain {
+            let metadata = match &mut self {
+                Fire::Timer(r) => &mut r.metadata,
+                Fire::Reminder(r) => &mut r.metadata,
+            };
+            metadata.insert(REENTRANCY_ID.to_owned(), chain.to_owned());
+        }
+        self
+    }
 }
 
 /// A store write nobody waits for (a reminder's progress): a failure is
@@ -541,9 +658,8 @@ struct Named<'a>(&'a JobId);
 
 impl std::fmt::Display for Named<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let JobId { actor, name } = self.0;
-        let (t, i) = (&actor.actor_type, &actor.actor_id);
-        write!(f, "{}/{}/{}", Clipped(t), Clipped(i), Clipped(name))
+        let (t, i, n) = (self.0.actor_type(), self.0.actor_id(), self.0.name());
+        write!(f, "{}/{}/{}", Clipped(t), Clipped(i), Clipped(n))
     }
 }
 
@@ -589,20 +705,43 @@ impl Handler<TableEvent> for JobsActor {
 
 #[derive(Message)]
 #[rtype(result = "()")]
+struct Stop;
+
+impl Handler<Stop> for JobsActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Stop, ctx: &mut Self::Context) {
+        ctx.stop();
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "Result<(), JobError>")]
 struct AddTimer {
     id: JobId,
     timer: Timer,
 }
 
 impl Handler<AddTimer> for JobsActor {
-    type Result = ();
+    type Result = Result<(), JobError>;
 
-    fn handle(&mut self, msg: AddTimer, ctx: &mut Self::Context) {
+    fn handle(&mut self, msg: AddTimer, ctx: &mut Self::Context) -> Self::Result {
+        let replaces = self.timer(&msg.id).is_some();
+        if !replaces && self.timer_count >= self.limits.max_timers {
+            return Err(JobError::TooMany {
+                what: "timers",
+                limit: self.limits.max_timers,
+            });
+        }
         let due = msg.timer.schedule.due();
         let live = self.live(msg.timer);
-        let named = self.timers.entry(msg.id.actor.clone()).or_default();
-        named.insert(msg.id.name.clone(), live);
+        let named = self.timers.entry(msg.id.actor()).or_default();
+        if named.insert(msg.id.name().to_owned(), live).is_none() {
+            self.timer_count += 1;
+            count_jobs(JobKind::Timer, msg.id.actor_type(), 1);
+        }
         self.enqueue(Job::Timer(msg.id), due, ctx);
+        Ok(())
     }
 }
 
@@ -634,6 +773,13 @@ struct AddReminder {
 impl Handler<AddReminder> for JobsActor {
     type Result = MessageResult<AddReminder>;
 
+    /// The commit is handed over here, so store writes keep the order of
+    /// the messages. The new reminder replaces the old one in memory at
+    /// once (so reports of the old one's fires are ignored from here on,
+    /// and write nothing over it), but it is queued only once its commit is
+    /// durable: a reminder fires only if a restart would have kept it. The
+    /// outcome is handled on this actor, not in the RPC's future, so a
+    /// caller that goes away meanwhile changes nothing.
     fn handle(&mut self, msg: AddReminder, ctx: &mut Self::Context) -> Self::Result {
         use futures::FutureExt;
         let AddReminder {
@@ -641,46 +787,39 @@ impl Handler<AddReminder> for JobsActor {
             reminder,
             overwrite,
         } = msg;
-        if !overwrite && self.reminders.contains_key(&id) {
-            let exists = JobError::ReminderExists(id.name);
+        let replaces = self.reminders.contains_key(&id);
+        if !overwrite && replaces {
+            let exists = JobError::ReminderExists(id.name().to_owned());
             return MessageResult(futures::future::ready(Err(exists)).boxed());
         }
-        let mut batch = Batch::new();
-        batch.put(reminder::key(&id), reminder.to_value());
-        let commit = self.store.commit(batch);
-        let generation = self.put_reminder(id.clone(), reminder, ctx);
-        let jobs = ctx.address();
-        MessageResult(
-            async move {
-                // Not in the store: not registered either.
-                commit.await.map_err(|e| {
-                    jobs.do_send(Forget { id, generation });
-                    JobError::Store(e)
-                })
-            }
-            .boxed(),
-        )
-    }
-}
-
-/// A reminder whose registration's commit failed leaves memory too.
-#[derive(Message)]
-#[rtype(result = "()")]
-struct Forget {
-    id: JobId,
-    generation: u64,
-}
-
-impl Handler<Forget> for JobsActor {
-    type Result = ();
-
-    fn handle(&mut self, msg: Forget, ctx: &mut Self::Context) {
-        let current = self.reminders.get(&msg.id).map(|l| l.generation);
-        if current == Some(msg.generation) {
-            self.reminders.remove(&msg.id);
-            self.queue.remove(&Job::Reminder(msg.id));
-            self.rearm(ctx);
+        if !replaces && self.reminders.len() >= self.limits.max_reminders {
+            let full = JobError::TooMany {
+                what: "reminders",
+                limit: self.limits.max_reminders,
+            };
+            return MessageResult(futures::future::ready(Err(full)).boxed());
         }
+        let stored = Stored::new(&reminder);
+        let mut batch = Batch::new();
+        batch.put(id.key().to_vec(), stored.value());
+        let commit = self.store.commit(batch);
+        let live = self.live(stored);
+        let generation = live.generation;
+        let replaced = self.keep_reminder(id.clone(), live);
+        self.queue.remove(&Job::Reminder(id.clone()));
+        self.rearm(ctx);
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        let settle = commit.into_actor(self).map(move |result, this, ctx| {
+            if this.is_current(&Job::Reminder(id.clone()), generation) {
+                match &result {
+                    Ok(()) => this.queue_reminder(id, ctx),
+                    Err(_) => this.restore(id, replaced, ctx),
+                }
+            }
+            let _ = answer.send(result.map_err(JobError::Store));
+        });
+        ctx.spawn(settle);
+        MessageResult(async move { answered.await.unwrap_or(Err(JobError::ShuttingDown)) }.boxed())
     }
 }
 
@@ -707,6 +846,6 @@ impl Handler<GetReminder> for JobsActor {
     type Result = Option<Reminder>;
 
     fn handle(&mut self, msg: GetReminder, _: &mut Self::Context) -> Option<Reminder> {
-        self.reminders.get(&msg.0).map(|l| l.job.clone())
+        self.reminders.get(&msg.0).map(|l| l.job.reminder())
     }
 }

@@ -21,9 +21,9 @@ impl Timer {
     pub fn request(&self, id: &JobId) -> TimerRequest {
         TimerRequest {
             id: String::new(),
-            actor_type: id.actor.actor_type.clone(),
-            actor_id: id.actor.actor_id.clone(),
-            name: id.name.clone(),
+            actor_type: id.actor_type().to_owned(),
+            actor_id: id.actor_id().to_owned(),
+            name: id.name().to_owned(),
             due_time: self.schedule.due_time().to_owned(),
             period: self.schedule.period().to_owned(),
             callback: self.callback.clone(),
