@@ -124,3 +124,37 @@ fn timers_bench_reports_every_fire_once_with_lateness() {
     assert!(p50 <= number(&report, "/lateness_us/p99"));
     assert!(number(&report, "/gateway_cpu_percent") >= 0.0);
 }
+
+#[test]
+fn state_bench_reports_durable_transactions_commits_and_the_disk_fsync_rate() {
+    let scratch = tempfile::TempDir::new().unwrap();
+    let dir = scratch.path().join("data");
+    let report = bench_json(&[
+        "--state",
+        "--duration",
+        "1s",
+        "--warmup",
+        "0s",
+        "--callers",
+        "4",
+        "--baseline",
+        "memory-store",
+        "--data-dir",
+        dir.to_str().unwrap(),
+    ]);
+    assert_eq!(report["mode"], "state");
+    let transactions = number(&report, "/transactions");
+    assert!(transactions > 0.0);
+    assert!(report["errors"].as_object().unwrap().is_empty());
+    let commits = number(&report, "/store_commits");
+    assert!(0.0 < commits && commits <= transactions, "{report:#}");
+    assert!(number(&report, "/tx_per_commit") >= 1.0);
+    assert!(number(&report, "/disk_fsyncs_per_sec") > 0.0);
+    let p50 = number(&report, "/latency_us/p50");
+    assert!(0.0 < p50 && p50 <= number(&report, "/latency_us/p99"));
+    assert!(number(&report, "/baseline_memory_store/transactions") > 0.0);
+    assert!(
+        dir.join("store.redb").is_file(),
+        "the given directory is used"
+    );
+}

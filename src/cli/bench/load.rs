@@ -108,6 +108,9 @@ pub(super) async fn run(args: &BenchArgs) -> Result<ExitCode, BoxError> {
     }
     let baseline = match args.baseline {
         Some(Baseline::UnaryEcho) => Some(measure_baseline(args).await?),
+        Some(Baseline::MemoryStore) => {
+            return Err("--baseline memory-store goes with --state".into());
+        }
         None => None,
     };
     let gateway = measure_gateway(args).await?;

@@ -134,8 +134,7 @@ pub struct BenchArgs {
     /// in-process gateway with a durable store, and report tx/s, latency,
     /// and transactions per disk fsync beside the disk's own fsync rate.
     #[arg(long, conflicts_with_all = [
-        "baseline", "apps", "actor_ids", "idle", "addr", "relay_only", "actors", "timers",
-        "reminders",
+        "apps", "actor_ids", "idle", "addr", "relay_only", "actors", "timers", "reminders",
     ])]
     state: bool,
     /// With --state: the data directory (new, or empty) [default: a new
@@ -166,6 +165,9 @@ pub struct BenchArgs {
 enum Baseline {
     /// A plain tonic InvokeActor that answers with the request's data (no stream hop).
     UnaryEcho,
+    /// With --state: the same transactions on an in-memory store (what
+    /// durability costs).
+    MemoryStore,
 }
 
 pub async fn run(args: BenchArgs) -> CliResult {

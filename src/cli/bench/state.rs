@@ -12,8 +12,8 @@ use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use callbackstream::connection::ConnectionOptions;
@@ -24,22 +24,27 @@ use callbackstream::proto::{
     ExecuteActorStateTransactionRequest, InvokeActorRequest, TransactionalActorStateOperation,
 };
 use callbackstream::runtime::RuntimeOptions;
-use callbackstream::store::{CommitStats, DurableStore};
+use callbackstream::store::{CommitStats, DurableStore, MemoryStore, Store};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 use tonic::Request;
 use tonic::transport::Channel;
 
 use super::apps::{AppStreams, Connections};
-use super::{BenchArgs, BoxError, Ticker, connect_pool};
+use super::{Baseline, BenchArgs, BoxError, Ticker, connect_pool};
 
 const ACTOR_TYPE: &str = "StateActor";
 
-/// How long the disk's fsync rate is measured.
-const FSYNC_PROBE: Duration = Duration::from_secs(2);
+/// How long the disk's fsync rate is measured, before the load and again
+/// after it: on a shared disk it moves, and the mean of both is closer to
+/// what the store saw than either.
+const FSYNC_PROBE: Duration = Duration::from_secs(1);
 
 /// What the probe writes before each fsync: one page, as a small commit does.
 const PROBE_BYTES: usize = 4096;
+
+/// Pages the probe's file holds, written in turn (16 MiB).
+const PROBE_PAGES: u64 = 4096;
 
 #[derive(Debug, Serialize)]
 struct Report {
@@ -47,18 +52,32 @@ struct Report {
     data_dir: PathBuf,
     callers: usize,
     payload_bytes: usize,
+    /// The durable store's run.
+    #[serde(flatten)]
+    durable: Run,
+    /// Durable commits the store made during the measured run.
+    store_commits: u64,
+    tx_per_commit: f64,
+    /// The disk's own rate of write + fsync, in the same directory: the mean
+    /// of the probes before and after the load, and each.
+    disk_fsyncs_per_sec: f64,
+    disk_fsyncs_per_sec_before: f64,
+    disk_fsyncs_per_sec_after: f64,
+    /// tx/s over the disk's fsync/s: what the group commit buys.
+    tx_per_disk_fsync: f64,
+    /// With `--baseline memory-store`: the same load on an in-memory store,
+    /// measured first.
+    baseline_memory_store: Option<Run>,
+}
+
+/// What one measured run of the load gave.
+#[derive(Debug, Serialize)]
+struct Run {
     elapsed_s: f64,
     transactions: u64,
     errors: BTreeMap<String, u64>,
     tx_per_sec: f64,
     latency_us: Latency,
-    /// Durable commits the store made during the measured run.
-    store_commits: u64,
-    tx_per_commit: f64,
-    /// The disk's own rate of write + fsync, in the same directory.
-    disk_fsyncs_per_sec: f64,
-    /// tx/s over the disk's fsync/s: what the group commit buys.
-    tx_per_disk_fsync: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -94,20 +113,80 @@ impl Tally {
         // Same bounds on both sides, so adding cannot fail.
         let _ = self.latency_us.add(&other.latency_us);
     }
+
+    fn run(self, elapsed: Duration) -> Run {
+        Run {
+            elapsed_s: elapsed.as_secs_f64(),
+            transactions: self.ok,
+            tx_per_sec: self.ok as f64 / elapsed.as_secs_f64().max(1e-9),
+            latency_us: Latency {
+                p50: self.latency_us.value_at_quantile(0.50),
+                p90: self.latency_us.value_at_quantile(0.90),
+                p99: self.latency_us.value_at_quantile(0.99),
+                max: self.latency_us.max(),
+            },
+            errors: self.errors,
+        }
+    }
 }
 
 pub(super) async fn run(args: &BenchArgs) -> Result<ExitCode, BoxError> {
+    let baseline_memory_store = match args.baseline {
+        None => None,
+        Some(Baseline::MemoryStore) => {
+            let store = Arc::new(MemoryStore::new());
+            let (run, _) = measure(args, store, CommitStats::default).await?;
+            Some(run)
+        }
+        Some(other) => return Err(format!("--state has no {other:?} baseline").into()),
+    };
     let scratch = Scratch::new(args.data_dir.clone())?;
     let store = Arc::new(DurableStore::open(&scratch.path)?);
-    let disk_fsyncs_per_sec = tokio::task::spawn_blocking({
-        let dir = scratch.path.clone();
-        move || fsync_rate(&dir, FSYNC_PROBE)
+    let fsyncs_before = probe_disk(&scratch.path).await?;
+    let stats = {
+        let store = store.clone();
+        move || store.commit_stats()
+    };
+    let (durable, (before, after)) = measure(args, store, stats).await?;
+    let fsyncs_after = probe_disk(&scratch.path).await?;
+    let disk_fsyncs_per_sec = (fsyncs_before + fsyncs_after) / 2.0;
+
+    let store_commits = after.commits - before.commits;
+    let report = Report {
+        mode: "state",
+        data_dir: scratch.path.clone(),
+        callers: args.callers,
+        payload_bytes: args.payload,
+        store_commits,
+        tx_per_commit: (after.batches - before.batches) as f64 / store_commits.max(1) as f64,
+        disk_fsyncs_per_sec,
+        disk_fsyncs_per_sec_before: fsyncs_before,
+        disk_fsyncs_per_sec_after: fsyncs_after,
+        tx_per_disk_fsync: durable.tx_per_sec / disk_fsyncs_per_sec.max(1e-9),
+        durable,
+        baseline_memory_store,
+    };
+    print(&report, args.json)?;
+    let clean = |run: &Run| run.errors.is_empty() && run.transactions > 0;
+    let baseline_clean = report.baseline_memory_store.as_ref().is_none_or(clean);
+    Ok(if clean(&report.durable) && baseline_clean {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     })
-    .await??;
+}
+
+/// Runs the load on a gateway over `store`: warmup, then the measured run.
+/// `stats` is read when the first caller starts measuring and at the end.
+async fn measure(
+    args: &BenchArgs,
+    store: Arc<dyn Store>,
+    stats: impl Fn() -> CommitStats + Send + Sync + 'static,
+) -> Result<(Run, (CommitStats, CommitStats)), BoxError> {
     let settings = GatewaySettings {
         app_id: "bench".into(),
         runtime: Some(RuntimeOptions::default()),
-        store: store.clone(),
+        store,
         ..GatewaySettings::default()
     };
     let gateway = HostedGateway::start(settings, ConnectionOptions::default(), args.threads)?;
@@ -129,7 +208,8 @@ pub(super) async fn run(args: &BenchArgs) -> Result<ExitCode, BoxError> {
     });
     let started = Instant::now() + args.warmup;
     let until = started + args.duration;
-    let before = Arc::new(std::sync::Mutex::new(None::<CommitStats>));
+    let stats = Arc::new(stats);
+    let before = Arc::new(OnceLock::new());
     let callers = pool.iter().enumerate().map(|(i, channel)| {
         let caller = Caller {
             channel: channel.clone(),
@@ -137,13 +217,12 @@ pub(super) async fn run(args: &BenchArgs) -> Result<ExitCode, BoxError> {
             payload: vec![b'x'; args.payload],
             timeout: args.call_timeout,
         };
-        let (done, store, before) = (done.clone(), store.clone(), before.clone());
+        let (done, stats, before) = (done.clone(), stats.clone(), before.clone());
         tokio::spawn(async move {
             caller
                 .run(started, until, &done, || {
                     // The first caller past the warmup reads the counters.
-                    let mut before = before.lock().unwrap_or_else(|e| e.into_inner());
-                    before.get_or_insert_with(|| store.commit_stats());
+                    before.get_or_init(|| stats());
                 })
                 .await
         })
@@ -152,44 +231,13 @@ pub(super) async fn run(args: &BenchArgs) -> Result<ExitCode, BoxError> {
     for caller in futures::future::join_all(callers).await {
         tally.merge(caller?);
     }
-    let after = store.commit_stats();
+    let after = stats();
     let elapsed = Instant::now().saturating_duration_since(started);
     drop(ticker);
     apps.close().await;
     gateway.finished().await?;
-    let before = before
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .unwrap_or(after);
-
-    let store_commits = after.commits - before.commits;
-    let tx_per_sec = tally.ok as f64 / elapsed.as_secs_f64().max(1e-9);
-    let report = Report {
-        mode: "state",
-        data_dir: scratch.path.clone(),
-        callers: args.callers,
-        payload_bytes: args.payload,
-        elapsed_s: elapsed.as_secs_f64(),
-        transactions: tally.ok,
-        errors: tally.errors.clone(),
-        tx_per_sec,
-        latency_us: Latency {
-            p50: tally.latency_us.value_at_quantile(0.50),
-            p90: tally.latency_us.value_at_quantile(0.90),
-            p99: tally.latency_us.value_at_quantile(0.99),
-            max: tally.latency_us.max(),
-        },
-        store_commits,
-        tx_per_commit: (after.batches - before.batches) as f64 / store_commits.max(1) as f64,
-        disk_fsyncs_per_sec,
-        tx_per_disk_fsync: tx_per_sec / disk_fsyncs_per_sec.max(1e-9),
-    };
-    print(&report, args.json)?;
-    Ok(if report.errors.is_empty() && report.transactions > 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    let before = before.get().copied().unwrap_or(after);
+    Ok((tally.run(elapsed), (before, after)))
 }
 
 fn print(report: &Report, json: bool) -> Result<(), BoxError> {
@@ -197,30 +245,32 @@ fn print(report: &Report, json: bool) -> Result<(), BoxError> {
         println!("{}", serde_json::to_string_pretty(report)?);
         return Ok(());
     }
-    let l = &report.latency_us;
+    if let Some(baseline) = &report.baseline_memory_store {
+        print_run("in-memory store (baseline)", baseline, report.callers);
+    }
+    print_run("durable store", &report.durable, report.callers);
     println!(
-        "{} durable state transactions in {:.1}s from {} callers: {:.0} tx/s; latency p50 {} µs, p90 {} µs, p99 {} µs, max {} µs",
-        report.transactions,
-        report.elapsed_s,
-        report.callers,
-        report.tx_per_sec,
-        l.p50,
-        l.p90,
-        l.p99,
-        l.max
-    );
-    println!(
-        "store: {} commits, {:.1} tx per commit; disk: {:.0} fsync/s (write + fsync in {}), {:.1} tx per disk fsync",
+        "store: {} commits, {:.1} tx per commit; disk: {:.0} fsync/s (write + fsync in {}: {:.0} before the load, {:.0} after), {:.1} tx per disk fsync",
         report.store_commits,
         report.tx_per_commit,
         report.disk_fsyncs_per_sec,
         report.data_dir.display(),
+        report.disk_fsyncs_per_sec_before,
+        report.disk_fsyncs_per_sec_after,
         report.tx_per_disk_fsync
     );
-    if !report.errors.is_empty() {
-        println!("errors: {:?}", report.errors);
-    }
     Ok(())
+}
+
+fn print_run(label: &str, run: &Run, callers: usize) {
+    let l = &run.latency_us;
+    println!(
+        "{label}: {} state transactions in {:.1}s from {callers} callers: {:.0} tx/s; latency p50 {} µs, p90 {} µs, p99 {} µs, max {} µs",
+        run.transactions, run.elapsed_s, run.tx_per_sec, l.p50, l.p90, l.p99, l.max
+    );
+    if !run.errors.is_empty() {
+        println!("{label}: errors {:?}", run.errors);
+    }
 }
 
 /// One caller: activates its actor, then runs transactions until `until`,
@@ -319,8 +369,17 @@ impl Caller {
     }
 }
 
+async fn probe_disk(dir: &Path) -> Result<f64, BoxError> {
+    let dir = dir.to_owned();
+    Ok(tokio::task::spawn_blocking(move || fsync_rate(&dir, FSYNC_PROBE)).await??)
+}
+
 /// How many write + fsync rounds of one page the disk under `dir` does per
 /// second: the cost of one durable commit, shared or not.
+///
+/// Each round writes the next page of a file allocated beforehand, as a
+/// copy-on-write commit writes fresh pages; the file never grows, which
+/// would add a metadata update to every round.
 fn fsync_rate(dir: &Path, probe: Duration) -> std::io::Result<f64> {
     let path = dir.join("fsync-probe");
     let file = OpenOptions::new()
@@ -330,10 +389,15 @@ fn fsync_rate(dir: &Path, probe: Duration) -> std::io::Result<f64> {
         .write(true)
         .open(&path)?;
     let page = [0x5Au8; PROBE_BYTES];
+    for slot in 0..PROBE_PAGES {
+        file.write_all_at(&page, slot * PROBE_BYTES as u64)?;
+    }
+    file.sync_all()?;
     let start = Instant::now();
     let mut rounds = 0u64;
     while start.elapsed() < probe {
-        file.write_all_at(&page, 0)?;
+        let slot = rounds % PROBE_PAGES;
+        file.write_all_at(&page, slot * PROBE_BYTES as u64)?;
         file.sync_data()?;
         rounds += 1;
     }

@@ -26,9 +26,11 @@ pub use dir::{DataDir, FORMAT_VERSION, OpenError};
 use super::{Batch, KeyValue, Store, StoreError, StoreFuture};
 use committer::{Counters, DATA, Queue, backend};
 
-/// redb's page cache. Reads of hot state and the reminder load at start come
-/// from it; it is filled as pages are read, so a small store costs little.
-const CACHE_BYTES: usize = 64 << 20;
+/// redb's page cache (read cache and write buffer together). It fills with
+/// every page read or written and counts in the process's RSS, so it is kept
+/// small: a miss is a `pread` that the OS's page cache (not counted in RSS)
+/// usually answers in microseconds.
+const CACHE_BYTES: usize = 8 << 20;
 
 /// A [`Store`] in a data directory, held (locked) while it is open.
 pub struct DurableStore {
