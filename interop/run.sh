@@ -96,6 +96,9 @@ PY="$VENV/bin/python"
 [[ -x "$BIN" ]] || { echo "gateway binary $BIN not found: run cargo build first" >&2; exit 2; }
 PORT="$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 ADDR="127.0.0.1:$PORT"
+METRICS_PORT="$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+METRICS_URL="http://127.0.0.1:$METRICS_PORT/metrics"
+command -v promtool >/dev/null || { echo "promtool not found: install Debian's prometheus package" >&2; exit 2; }
 
 start_gateway() { # start_gateway [TOKEN [EXTRA_FLAG...]]
   # Without TOKEN the gateway runs unauthenticated: the SDK cannot send a token on its
@@ -108,7 +111,8 @@ start_gateway() { # start_gateway [TOKEN [EXTRA_FLAG...]]
   local store=(--in-memory)
   [[ " $* " == *" --data-dir "* ]] && store=()
   env -u DAPR_GRPC_PORT "${token_env[@]}" RUST_LOG="${RUST_LOG:-info}" \
-    "$BIN" serve --listen "$ADDR" --app-id "$APP_ID" "${store[@]}" "$@" >>"$LOG_DIR/gateway.log" 2>&1 &
+    "$BIN" serve --listen "$ADDR" --metrics-listen "127.0.0.1:$METRICS_PORT" --app-id "$APP_ID" \
+    "${store[@]}" "$@" >>"$LOG_DIR/gateway.log" 2>&1 &
   GATEWAY_PID=$!
 }
 
@@ -201,6 +205,33 @@ run_runtime_caller() { # run_runtime_caller APP_LOGNAME CHECK...
 
 # Our descriptors, fetched from the gateway over reflection, against the SDK's (wire_check.py).
 # Its PASS/FAIL lines count like caller.py's; its notes are shown as they are.
+scrape() { # scrape FILE: the gateway's metrics, as a scraper without OpenMetrics sees them
+  "$PY" -c 'import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())' \
+    "$METRICS_URL" >"$1" 2>>"$LOG_DIR/scrape.log"
+}
+
+scrape_while() { # scrape_while PID: scrapes every 0.3 s while PID runs
+  local i=0
+  while kill -0 "$1" 2>/dev/null; do
+    scrape "$LOG_DIR/scrape-load-$i.txt" || true
+    i=$((i + 1))
+    sleep 0.3
+  done
+}
+
+check_scrapes() { # check_scrapes NAME SERIES_REGEX FILE...: promtool passes on every scrape, one shows SERIES_REGEX
+  local name="$1" want="$2" f bad="" seen=""
+  shift 2
+  for f in "$@"; do
+    [[ -s "$f" ]] || continue
+    promtool check metrics <"$f" >>"$LOG_DIR/promtool.log" 2>&1 || bad="$f"
+    grep -Eq "$want" "$f" && seen="$f"
+  done
+  if [[ -n "$bad" ]]; then record fail "$name" "promtool check metrics failed on $bad (see promtool.log)"
+  elif [[ -z "$seen" ]]; then record fail "$name" "no scrape showed $want"
+  else record pass "$name"; fi
+}
+
 run_wire_check() {
   local out rc=0 line
   out="$(timeout 60 "$PY" "$INTEROP/wire_check.py" --addr "$ADDR" 2>>"$LOG_DIR/wire_check.log")" || rc=$?
@@ -225,6 +256,13 @@ run_wire_check
 start_app app
 if wait_for_app app; then record pass app-registers; else record fail app-registers "app never acknowledged (see app.log)"; exit 1; fi
 run_caller --app-pid "$APP_PID" registration invoke concurrent unknown-method unknown-type app-error
+# Load of our own (bench's echo apps and callers) beside the SDK app, scraped as it runs.
+"$BIN" bench --addr "http://$ADDR" --callers 16 --duration 3s --warmup 0s >>"$LOG_DIR/bench.log" 2>&1 &
+LOAD_PID=$!
+sleep 1
+scrape_while "$LOAD_PID"
+wait "$LOAD_PID" || record fail metrics-load "bench --addr exited $? (see bench.log)"
+check_scrapes metrics-under-load 'callbackstream_pending_requests [1-9]' "$LOG_DIR"/scrape-load-*.txt
 
 # 2. The app dies without a goodbye (SIGKILL: the kernel closes its socket, as in a crash);
 #    the gateway must notice, then route to the restarted app.
@@ -289,6 +327,9 @@ if wait_for_app runtime-app; then
   record pass runtime-app-registers
   run_runtime_caller runtime-app state-counter metadata-count turns deactivation \
     state-after-deactivation timer reminder
+  scrape "$LOG_DIR/scrape-runtime.txt" || true
+  check_scrapes metrics-runtime 'dapr_runtime_actor_reminders_fired_total\{actor_type="[^"]+",success="true"\} [1-9]' \
+    "$LOG_DIR/scrape-runtime.txt"
 else
   record fail runtime-app-registers "runtime_app.py never acknowledged (see runtime-app.log)"
 fi

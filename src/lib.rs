@@ -19,6 +19,7 @@ pub mod gateway;
 pub mod kit;
 pub mod log_throttle;
 pub mod manager;
+pub mod metrics;
 pub mod pending;
 pub mod proto;
 pub mod runtime;

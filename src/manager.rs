@@ -25,6 +25,7 @@ use crate::connection::{
     ConnectionActor, ConnectionId, ConnectionOptions, Dispatch, Outbox, PendingReply, Stats, Stop,
 };
 use crate::error::{DISCONNECTED, Error};
+use crate::metrics;
 use crate::pending::deadline_in;
 use crate::proto::subscribe_actor_events_response_alpha1::ResponseType;
 use crate::runtime::table::{ActorTable, Granted, HostingChanged, Turn, TypeRules};
@@ -264,6 +265,9 @@ impl Handler<Register> for ManagerActor {
                 unhosted: Vec::new(),
             });
         }
+        if let Some(m) = metrics::get() {
+            m.stream_registered();
+        }
         self.live.insert(
             id,
             Entry {
@@ -302,6 +306,9 @@ impl Handler<Close> for ManagerActor {
         let Some(entry) = self.live.remove(&msg.id) else {
             return;
         };
+        if let Some(m) = metrics::get() {
+            m.stream_closed();
+        }
         for t in &entry.config.actor_types {
             if let Some(ids) = self.by_type.get_mut(t) {
                 ids.remove(&msg.id);

@@ -16,6 +16,10 @@ use tonic::transport::Endpoint;
 
 const BIN: &str = env!("CARGO_BIN_EXE_callbackstream");
 
+/// Tests run side by side: each `serve` puts its metrics on a port of its
+/// own unless the test names one.
+const METRICS_ANYWHERE: [&str; 2] = ["--metrics-listen", "127.0.0.1:0"];
+
 /// A loopback port nobody listens on right now.
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -40,11 +44,11 @@ impl Server {
         let mut cmd = Command::new(BIN);
         // In memory: these tests are about the process, and parallel
         // gateways must not share (or leave behind) a data directory.
-        cmd.arg("serve")
-            .arg("--in-memory")
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
+        cmd.arg("serve").arg("--in-memory").args(args);
+        if !args.contains(&"--metrics-listen") {
+            cmd.args(METRICS_ANYWHERE);
+        }
+        cmd.stdout(Stdio::null()).stderr(Stdio::null());
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -150,6 +154,7 @@ impl LoggedServer {
         let mut child = Command::new(BIN)
             .arg("serve")
             .arg("--in-memory")
+            .args(METRICS_ANYWHERE)
             .args(args)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
@@ -337,4 +342,62 @@ fn zero_durations_and_limits_are_refused_at_start() {
             "{flag}: {said}"
         );
     }
+}
+
+/// `serve` serves its metrics on `--metrics-listen`, counting the app that
+/// connected; a metrics port already taken is refused at start (exit 1, the
+/// listener named), rather than a gateway running without its metrics.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_exports_metrics_and_refuses_a_taken_metrics_port() {
+    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let metrics = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let args = [
+        "--listen",
+        &addr.to_string(),
+        "--metrics-listen",
+        &metrics.to_string(),
+    ];
+    let _server = Server::spawn(&args, &[]);
+    wait_until_listening(addr).await;
+    let channel = Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let _app = AppHost::connect(channel, AppHostOptions::echo(["Echo"]))
+        .await
+        .unwrap();
+    let scrape = scrape_metrics(metrics).await;
+    assert!(
+        scrape.contains("\ncallbackstream_app_streams 1\n"),
+        "{scrape}"
+    );
+
+    let taken = Command::new(BIN)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            &metrics.to_string(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(taken.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&taken.stderr);
+    assert!(
+        stderr.contains(&format!("metrics listener on {metrics}")),
+        "{stderr}"
+    );
+}
+
+/// GET /metrics over a plain TCP stream.
+async fn scrape_metrics(addr: SocketAddr) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = "GET /metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n";
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    response
 }

@@ -17,6 +17,7 @@ use callbackstream::proto::{
     ExecuteActorStateTransactionRequest, GetActorStateRequest,
     SubscribeActorEventsRequestFailedAlpha1, TransactionalActorStateOperation,
 };
+use callbackstream::runtime::jobs::{JobId, TimerSpec};
 use callbackstream::runtime::table::ActorKey;
 use callbackstream::runtime::{Runtime, RuntimeOptions};
 use callbackstream::service::actor_state;
@@ -34,6 +35,7 @@ async fn start_runtime(manager: &Addr<ManagerActor>) -> Runtime {
     tokio::time::pause();
     let options = RuntimeOptions {
         idle_scan_interval: SCAN,
+        ..RuntimeOptions::default()
     };
     Runtime::start(manager, Arc::new(MemoryStore::new()), options)
         .await
@@ -208,6 +210,43 @@ async fn t3_a_call_of_the_chain_holding_the_turn_enters_and_depth_is_capped() {
     app.answer(invoke_response(request_id(&stranger_request), "s"))
         .await;
     stranger.await.unwrap().unwrap();
+}
+
+/// A timer's fire holds its actor's turn until the app answers; with
+/// reentrancy on it starts a chain like a top-level call, so the callback's
+/// own call back into the actor (with the fire's chain id) enters at once.
+#[actix_rt::test]
+async fn t3_a_fire_starts_a_chain_its_callback_can_reenter() {
+    let manager = start_manager();
+    let runtime = start_runtime(&manager).await;
+    let mut app = app_with(&manager, &["R"], reentrant(None)).await;
+    let spec = TimerSpec {
+        due_time: "0s".into(),
+        callback: "cb".into(),
+        ..TimerSpec::default()
+    };
+    runtime
+        .jobs()
+        .register_timer(JobId::new("R", "1", "t"), spec)
+        .await
+        .unwrap();
+    let fire = app.next().await;
+    let ResponseType::TimerRequest(timer) = &fire else {
+        panic!("expected a timer fire, got {fire:?}");
+    };
+    let chain = timer
+        .metadata
+        .get(REENTRANCY_ID)
+        .expect("the fire's chain id")
+        .clone();
+    assert!(uuid::Uuid::parse_str(&chain).is_ok(), "{chain}");
+
+    let inner = call(&runtime, ("R", "1"), Some(&chain));
+    let inner_request = app.next().await;
+    assert_eq!(chain_of(&inner_request).as_deref(), Some(chain.as_str()));
+    app.answer(invoke_response(request_id(&inner_request), "in"))
+        .await;
+    inner.await.unwrap().unwrap();
 }
 
 #[actix_rt::test]

@@ -463,6 +463,7 @@ fn run_script(steps: Vec<Step>) -> Vec<String> {
         let manager = common::start_manager();
         let options = RuntimeOptions {
             idle_scan_interval: SCAN,
+            ..RuntimeOptions::default()
         };
         let runtime = Runtime::start(&manager, Arc::new(MemoryStore::new()), options)
             .await

@@ -146,6 +146,7 @@ fn run_script(steps: Vec<Step>) -> World {
         let manager = common::start_manager();
         let options = RuntimeOptions {
             idle_scan_interval: Duration::from_millis(100),
+            ..RuntimeOptions::default()
         };
         let runtime = Runtime::start(&manager, Arc::new(MemoryStore::new()), options)
             .await

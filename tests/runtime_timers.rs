@@ -27,7 +27,7 @@ use callbackstream::proto::{
     UnregisterActorReminderRequest, UnregisterActorTimerRequest,
 };
 use callbackstream::runtime::table::ActorKey;
-use callbackstream::runtime::{Runtime, RuntimeOptions, data};
+use callbackstream::runtime::{JobLimits, Runtime, RuntimeOptions, data};
 use callbackstream::service::DaprService;
 use callbackstream::store::{MemoryStore, Store};
 use callbackstream::{ManagerActor, RegistrationConfig};
@@ -47,8 +47,12 @@ struct Rig {
 impl Rig {
     /// A gateway with the runtime over `store`, on the paused clock.
     async fn over(store: Arc<dyn Store>) -> Rig {
+        Rig::with_options(store, RuntimeOptions::default()).await
+    }
+
+    async fn with_options(store: Arc<dyn Store>, options: RuntimeOptions) -> Rig {
         let manager = start_manager();
-        let runtime = Runtime::start(&manager, store, RuntimeOptions::default())
+        let runtime = Runtime::start(&manager, store, options)
             .await
             .expect("runtime starts");
         let service = DaprService::new(manager.clone(), "app").with_runtime(runtime.clone());
@@ -672,4 +676,43 @@ async fn d3_timers_are_removed_when_the_type_loses_its_last_host() {
     let mut second = rig.app().await;
     pass(Duration::from_secs(10)).await;
     second.assert_no_request();
+}
+
+/// P4: the gateway keeps at most `max_timers` timers and `max_reminders`
+/// reminders; one more is RESOURCE_EXHAUSTED and changes nothing, while
+/// replacing one at the cap is fine and removing one makes room.
+#[actix_rt::test]
+async fn p4_timers_and_reminders_are_capped_per_gateway() {
+    tokio::time::pause();
+    let options = RuntimeOptions {
+        job_limits: JobLimits {
+            max_timers: 2,
+            max_reminders: 2,
+        },
+        ..RuntimeOptions::default()
+    };
+    let rig = Rig::with_options(Arc::new(MemoryStore::new()), options).await;
+    let _app = rig.app().await;
+    rig.timer(timer("a", "t1", "1h", "")).await.unwrap();
+    rig.timer(timer("b", "t2", "1h", "")).await.unwrap();
+    let over = rig.timer(timer("c", "t3", "1h", "")).await;
+    assert_status(over, Code::ResourceExhausted, "too many timers");
+    rig.timer(timer("b", "t2", "2h", "")).await.unwrap();
+    let unregister = UnregisterActorTimerRequest {
+        actor_type: T.into(),
+        actor_id: "a".into(),
+        name: "t1".into(),
+    };
+    rig.service
+        .unregister_actor_timer(Request::new(unregister))
+        .await
+        .unwrap();
+    rig.timer(timer("c", "t3", "1h", "")).await.unwrap();
+
+    rig.reminder(reminder("r1", "1h", "")).await.unwrap();
+    rig.reminder(reminder("r2", "1h", "")).await.unwrap();
+    let over = rig.reminder(reminder("r3", "1h", "")).await;
+    assert_status(over, Code::ResourceExhausted, "too many reminders");
+    assert_eq!(rig.get("r3").await.unwrap_err().code(), Code::NotFound);
+    rig.reminder(reminder("r2", "2h", "")).await.unwrap();
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use callbackstream::config::RegistrationLimits;
 use callbackstream::connection::ConnectionOptions;
 use callbackstream::gateway::{self, GatewaySettings, TlsFiles};
-use callbackstream::runtime::RuntimeOptions;
+use callbackstream::runtime::{JobLimits, RuntimeOptions};
 use callbackstream::store::durable::{FORMAT_VERSION, OpenError};
 use callbackstream::store::{DurableStore, MemoryStore, Store};
 use callbackstream::threads::ActorSystem;
@@ -69,6 +69,14 @@ pub struct ServeArgs {
     /// How often idle actors are looked for and deactivated.
     #[arg(long, default_value = "1s", value_parser = positive_duration)]
     idle_scan_interval: Duration,
+    /// Timers the gateway keeps at most, all actors together; more are refused
+    /// (RESOURCE_EXHAUSTED).
+    #[arg(long, default_value_t = JobLimits::default().max_timers, value_parser = at_least_one)]
+    max_timers: usize,
+    /// Reminders the gateway keeps at most, all actors together; more are
+    /// refused (RESOURCE_EXHAUSTED). Those restored at start are all kept.
+    #[arg(long, default_value_t = JobLimits::default().max_reminders, value_parser = at_least_one)]
+    max_reminders: usize,
     /// Directory of the durable store: actor state and reminders, kept across
     /// restarts. Created if missing; refused if another gateway holds it, if
     /// it is of an unknown format version, or if its database is corrupt.
@@ -82,6 +90,12 @@ pub struct ServeArgs {
     /// the process, and no directory is used.
     #[arg(long)]
     in_memory: bool,
+    /// Address the Prometheus scrape endpoint (`GET /metrics`) listens on.
+    #[arg(long, default_value = "127.0.0.1:9090", conflicts_with = "no_metrics")]
+    metrics_listen: SocketAddr,
+    /// Record no metrics and open no metrics port.
+    #[arg(long)]
+    no_metrics: bool,
     /// Token every RPC but health must carry as `dapr-api-token`.
     #[arg(long, env = "DAPR_API_TOKEN", hide_env_values = true)]
     api_token: Option<String>,
@@ -103,6 +117,10 @@ pub async fn run(args: ServeArgs) -> CliResult {
     let store = open_store(&args)?;
     let listen = args.listen.unwrap_or_else(default_listen);
     let listener = TcpListener::bind(listen)?;
+    let metrics = match args.no_metrics {
+        true => None,
+        false => Some(serve_metrics(args.metrics_listen).await?),
+    };
     let options = ConnectionOptions {
         outbox_capacity: args.outbox,
         max_pending: args.max_pending,
@@ -130,11 +148,18 @@ pub async fn run(args: ServeArgs) -> CliResult {
         },
         runtime: Some(RuntimeOptions {
             idle_scan_interval: args.idle_scan_interval,
+            job_limits: JobLimits {
+                max_timers: args.max_timers,
+                max_reminders: args.max_reminders,
+            },
         }),
         store,
         ..GatewaySettings::default()
     };
     let served = gateway::serve_on(actors.threads(), settings, listener, stop).await;
+    if let Some(scrapes) = metrics {
+        scrapes.abort();
+    }
     // Stopping the actor threads ends whatever the grace period left open.
     // A thread still busy when the grace is over is not waited for: the
     // process exits without it (main does not wait for blocking tasks).
@@ -149,6 +174,20 @@ pub async fn run(args: ServeArgs) -> CliResult {
     }
     served?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Switches metrics on and serves them on `addr`, until the handle is
+/// aborted. Bound here, before the gateway starts, so a taken port is a
+/// start-up error rather than a gateway without its metrics.
+async fn serve_metrics(addr: SocketAddr) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| std::io::Error::new(e.kind(), format!("metrics listener on {addr}: {e}")))?;
+    info!("metrics on http://{}/metrics", listener.local_addr()?);
+    let metrics = callbackstream::metrics::enable();
+    Ok(tokio::spawn(callbackstream::metrics::endpoint::serve(
+        listener, metrics,
+    )))
 }
 
 /// The store `--in-memory` or `--data-dir` asks for.

@@ -17,6 +17,7 @@ use crate::clip::Clipped;
 use crate::error::Error;
 use crate::log_throttle::LogThrottle;
 use crate::manager::Closer;
+use crate::metrics::CallOutcome;
 use crate::proto::SubscribeActorEventsRequestAlpha1;
 use crate::proto::subscribe_actor_events_request_alpha1::RequestType;
 
@@ -104,8 +105,11 @@ impl ConnectionActor {
         });
         match waiter {
             Some(w) => {
-                // The caller may have just given up; then nobody needs the reply.
-                let _ = w.reply.send(Ok(reply));
+                let outcome = match reply {
+                    RequestType::RequestFailed(_) => CallOutcome::failed,
+                    _ => CallOutcome::ok,
+                };
+                w.settle(Ok(reply), outcome);
             }
             None if self.was_issued(id) => {
                 debug!("{}: dropped a late reply for id {}", self.id, Clipped(id))

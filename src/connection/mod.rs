@@ -27,6 +27,7 @@ use tokio::sync::oneshot;
 use crate::error::Error;
 use crate::log_throttle::LogThrottle;
 use crate::manager::Closer;
+use crate::metrics::{self, CallKind, CallOutcome, CallTimer};
 pub use crate::pending::PendingReply;
 use crate::proto::SubscribeActorEventsResponseAlpha1;
 use crate::proto::subscribe_actor_events_request_alpha1::RequestType;
@@ -111,6 +112,19 @@ struct Waiter {
     reply: oneshot::Sender<Result<Reply, Error>>,
     /// The message, while it waits for outbox room.
     unsent: Option<Box<Outgoing>>,
+    /// `Some` while metrics are on.
+    timer: Option<CallTimer>,
+}
+
+impl Waiter {
+    /// Completes the caller's reply slot and records how the call ended.
+    fn settle(self, result: Result<Reply, Error>, outcome: CallOutcome) {
+        if let Some(timer) = self.timer {
+            timer.finish(outcome);
+        }
+        // The caller may have just given up; then nobody needs the answer.
+        let _ = self.reply.send(result);
+    }
 }
 
 impl ConnectionActor {
@@ -189,9 +203,11 @@ impl ConnectionActor {
     fn fail_all(&mut self, cause: &Arc<str>) {
         self.queued.clear();
         for (_, w) in self.pending.drain() {
-            let _ = w.reply.send(Err(Error::Disconnected {
-                cause: cause.clone(),
-            }));
+            let cause = cause.clone();
+            w.settle(
+                Err(Error::Disconnected { cause }),
+                CallOutcome::disconnected,
+            );
         }
     }
 }
@@ -241,17 +257,20 @@ impl Handler<Dispatch> for ConnectionActor {
 
     fn handle(&mut self, msg: Dispatch, ctx: &mut Self::Context) {
         self.last_id = self.last_id.max(msg.id);
+        let timer = call_kind(&msg.request).and_then(CallTimer::start);
         match self.admit(msg.id, msg.request, ctx) {
             Ok(unsent) => {
-                self.pending.insert(
-                    msg.id,
-                    Waiter {
-                        reply: msg.reply,
-                        unsent,
-                    },
-                );
+                let waiter = Waiter {
+                    reply: msg.reply,
+                    unsent,
+                    timer,
+                };
+                self.pending.insert(msg.id, waiter);
             }
             Err(e) => {
+                if let Some(timer) = timer {
+                    timer.finish(CallOutcome::refused);
+                }
                 let _ = msg.reply.send(Err(e));
             }
         }
@@ -288,6 +307,9 @@ impl ConnectionActor {
         if unsent.is_some() {
             self.queued.push_back(id);
             self.await_room(ctx);
+            if let Some(m) = metrics::get() {
+                m.outbox_wait();
+            }
         }
         Ok(unsent)
     }
@@ -305,10 +327,13 @@ impl Handler<Forget> for ConnectionActor {
     type Result = ();
 
     fn handle(&mut self, Forget { id }: Forget, _: &mut Self::Context) {
-        if let Some(w) = self.pending.remove(&id)
-            && w.unsent.is_some()
-        {
-            self.queued.retain(|&q| q != id);
+        if let Some(mut w) = self.pending.remove(&id) {
+            if w.unsent.is_some() {
+                self.queued.retain(|&q| q != id);
+            }
+            if let Some(timer) = w.timer.take() {
+                timer.finish(CallOutcome::abandoned);
+            }
         }
     }
 }
@@ -351,6 +376,18 @@ impl Handler<Stats> for ConnectionActor {
             pending: self.pending.len(),
             queued: self.queued.len(),
         })
+    }
+}
+
+/// The kind a call is counted under; `None` for what is not a call (an
+/// initial response, which `stamp_id` refuses).
+fn call_kind(request: &ResponseType) -> Option<CallKind> {
+    match request {
+        ResponseType::InvokeRequest(_) => Some(CallKind::invoke),
+        ResponseType::ReminderRequest(_) => Some(CallKind::reminder),
+        ResponseType::TimerRequest(_) => Some(CallKind::timer),
+        ResponseType::DeactivateRequest(_) => Some(CallKind::deactivate),
+        ResponseType::InitialResponse(_) => None,
     }
 }
 

@@ -39,6 +39,7 @@ use crate::pending::PendingReply;
 use crate::store::{Store, StoreError};
 use crate::transport::{InvokeRequest, Transport};
 use clock::Clock;
+pub use jobs::JobLimits;
 use jobs::Jobs;
 use state::ActorState;
 use table::{
@@ -50,12 +51,15 @@ use table::{
 pub struct RuntimeOptions {
     /// How often idle actors are looked for (`--idle-scan-interval`, D2).
     pub idle_scan_interval: Duration,
+    /// Timers and reminders the gateway keeps at most (P4).
+    pub job_limits: JobLimits,
 }
 
 impl Default for RuntimeOptions {
     fn default() -> Self {
         RuntimeOptions {
             idle_scan_interval: Duration::from_secs(1),
+            job_limits: JobLimits::default(),
         }
     }
 }
@@ -121,7 +125,15 @@ impl Runtime {
             .map_err(|_| Error::ShuttingDown)?;
         // One clock for state expiry and schedules.
         let transport = Transport::new(manager.clone());
-        let jobs = Jobs::start(&arbiter, table.clone(), transport, store.clone(), clock).await?;
+        let jobs = Jobs::start(
+            &arbiter,
+            table.clone(),
+            transport,
+            store.clone(),
+            clock,
+            options.job_limits,
+        )
+        .await?;
         let state = ActorState::new(store, clock);
         let purge = CancellationToken::new();
         arbiter.spawn(purge::run(state.clone(), clock, purge.clone()));

@@ -39,6 +39,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::RwLock;
 
+use crate::metrics;
 use crate::runtime::clock::Clock;
 use crate::runtime::purge::ExpiryWatch;
 use crate::store::{Batch, Store, StoreError, namespace};
@@ -239,6 +240,21 @@ impl ActorState {
     /// validated before any is written, then all are committed as one batch,
     /// in order (a later operation on a key wins).
     pub async fn transact(
+        &self,
+        actor_type: &str,
+        actor_id: &str,
+        operations: Vec<Operation>,
+    ) -> Result<(), StateError> {
+        let started = tokio::time::Instant::now();
+        let result = self.apply(actor_type, actor_id, operations).await;
+        if let Some(m) = metrics::get() {
+            let committed = result.is_ok().then(|| started.elapsed().as_secs_f64());
+            m.state_transaction(committed);
+        }
+        result
+    }
+
+    async fn apply(
         &self,
         actor_type: &str,
         actor_id: &str,

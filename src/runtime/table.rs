@@ -26,6 +26,7 @@ use crate::clip::Clipped;
 use crate::config::ActorSettings;
 use crate::error::Error;
 use crate::manager::{ManagerActor, Send, SendInTurn};
+use crate::metrics;
 use crate::pending::PendingReply;
 use crate::proto::subscribe_actor_events_response_alpha1::ResponseType;
 use crate::transport::{DeactivateRequest, InvokeRequest, Transport};
@@ -131,6 +132,8 @@ struct Waiter {
     chain: Option<Arc<str>>,
     call: Option<Call>,
     grant: oneshot::Sender<Granted>,
+    /// Counts the wait in the metrics, while they are on.
+    _counted: Option<metrics::Waiting>,
 }
 
 impl ActorTable {
@@ -161,6 +164,9 @@ impl ActorTable {
         if !self.actors.contains_key(key) {
             self.next_incarnation += 1;
             *self.counts.entry(key.actor_type.clone()).or_default() += 1;
+            if let Some(m) = metrics::get() {
+                m.actor_activated(&key.actor_type);
+            }
             let row = Active {
                 incarnation: self.next_incarnation,
                 holder: Holder::Free,
@@ -178,6 +184,9 @@ impl ActorTable {
     fn remove(&mut self, key: &ActorKey) -> Option<Active> {
         let row = self.actors.remove(key)?;
         self.tell(TableEvent::ActorGone(key.clone()));
+        if let Some(m) = metrics::get() {
+            m.actor_deactivated(&key.actor_type);
+        }
         if let Some(n) = self.counts.get_mut(&key.actor_type) {
             *n -= 1;
             if *n == 0 {
@@ -422,6 +431,7 @@ impl Handler<Acquire> for ActorTable {
                 chain,
                 call: msg.call,
                 grant,
+                _counted: metrics::get().map(|m| m.turn_waiter(&msg.key.actor_type)),
             }),
         }
         Ok(ticket)

@@ -1,6 +1,7 @@
 //! The store: the one narrow interface the runtime's durable data (actor
-//! state now, reminders next) is kept behind, so that the in-memory store,
-//! the embedded database and any later networked store are interchangeable.
+//! state and reminders) is kept behind, so that the in-memory store, the
+//! embedded database (`durable`) and any later networked store are
+//! interchangeable.
 //!
 //! It is a sorted map from byte keys to byte values with three operations:
 //! [`Store::commit`] an atomic [`Batch`] of puts and deletes, [`Store::get`]

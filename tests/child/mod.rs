@@ -28,6 +28,8 @@ pub fn serve(dir: &Path, port: u16) -> Command {
     let mut command = Command::new(BIN);
     command
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        // Tests run side by side: metrics on a port of each one's own.
+        .args(["--metrics-listen", "127.0.0.1:0"])
         .arg("--data-dir")
         .arg(dir)
         .env("RUST_LOG", "warn")

@@ -119,6 +119,8 @@ fn command(
         ChildStore::DataDir(dir) => command.arg("--data-dir").arg(dir),
     };
     command
+        // Metrics on, as a user runs it, on a port nothing else wants.
+        .args(["--metrics-listen", "127.0.0.1:0"])
         .args(["--max-streams", &max_streams.to_string()])
         .args(["--threads", &threads.to_string()])
         .stdin(Stdio::null())

@@ -82,6 +82,8 @@ struct Settings {
     gateway_threads: Option<usize>,
     /// Whether the in-process gateway runs the actor runtime (turns per actor).
     actor_runtime: Option<bool>,
+    /// Whether the in-process gateway records metrics.
+    metrics: Option<bool>,
     baseline_threads: Option<usize>,
     apps: usize,
     callers: usize,
@@ -140,6 +142,7 @@ fn settings(args: &BenchArgs) -> Settings {
         gateway: args.addr.clone().unwrap_or_else(|| "in-process".into()),
         gateway_threads: args.addr.is_none().then_some(args.threads),
         actor_runtime: args.addr.is_none().then_some(!args.relay_only),
+        metrics: args.addr.is_none().then_some(!args.no_metrics),
         baseline_threads: args.baseline.map(|_| baseline_threads(args)),
         apps: args.apps,
         callers: args.callers,
@@ -182,6 +185,10 @@ async fn measure_gateway(args: &BenchArgs) -> Result<Measurement, BoxError> {
     let (hosted, target) = match &args.addr {
         Some(addr) => (None, external_target(addr, args.pid)),
         None => {
+            // As `serve` runs: metrics recorded unless told otherwise.
+            if !args.no_metrics {
+                callbackstream::metrics::enable();
+            }
             let settings = GatewaySettings {
                 app_id: "bench".into(),
                 // As `serve` runs: every call takes its actor's turn.

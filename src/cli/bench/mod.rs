@@ -134,11 +134,12 @@ pub struct BenchArgs {
     /// in-process gateway with a durable store, and report tx/s, latency,
     /// and transactions per disk fsync beside the disk's own fsync rate.
     #[arg(long, conflicts_with_all = [
-        "apps", "actor_ids", "idle", "addr", "relay_only", "actors", "timers", "reminders",
+        "apps", "actor_ids", "idle", "addr", "relay_only", "actors", "timers",
+        "reminders",
     ])]
     state: bool,
-    /// With --state: the data directory (new, or empty) [default: a new
-    /// directory in the working directory, removed afterwards].
+    /// With --state: the data directory (new, or empty) [default: a scratch
+    /// directory under the system's temporary directory, removed afterwards].
     #[arg(long, requires = "state")]
     data_dir: Option<std::path::PathBuf>,
     /// With --idle: open every stream on one HTTP/2 connection.
@@ -155,6 +156,10 @@ pub struct BenchArgs {
     /// relayed without taking their actor's turn (the relay's own cost).
     #[arg(long, conflicts_with = "addr")]
     relay_only: bool,
+    /// Record no metrics in the in-process gateway (`serve --no-metrics`),
+    /// to measure what recording them costs.
+    #[arg(long, conflicts_with = "addr")]
+    no_metrics: bool,
     /// Print one JSON object on stdout instead of the text report.
     #[arg(long)]
     json: bool,

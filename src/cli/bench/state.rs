@@ -31,6 +31,7 @@ use tonic::Request;
 use tonic::transport::Channel;
 
 use super::apps::{AppStreams, Connections};
+use super::child::ScratchDir;
 use super::{Baseline, BenchArgs, BoxError, Ticker, connect_pool};
 
 const ACTOR_TYPE: &str = "StateActor";
@@ -140,21 +141,28 @@ pub(super) async fn run(args: &BenchArgs) -> Result<ExitCode, BoxError> {
         }
         Some(other) => return Err(format!("--state has no {other:?} baseline").into()),
     };
-    let scratch = Scratch::new(args.data_dir.clone())?;
-    let store = Arc::new(DurableStore::open(&scratch.path)?);
-    let fsyncs_before = probe_disk(&scratch.path).await?;
+    // The directory given is kept; a scratch one is removed at the end.
+    let (path, _scratch) = match &args.data_dir {
+        Some(dir) => (dir.clone(), None),
+        None => {
+            let scratch = ScratchDir::create("state")?;
+            (scratch.data_dir(), Some(scratch))
+        }
+    };
+    let store = Arc::new(DurableStore::open(&path)?);
+    let fsyncs_before = probe_disk(&path).await?;
     let stats = {
         let store = store.clone();
         move || store.commit_stats()
     };
     let (durable, (before, after)) = measure(args, store, stats).await?;
-    let fsyncs_after = probe_disk(&scratch.path).await?;
+    let fsyncs_after = probe_disk(&path).await?;
     let disk_fsyncs_per_sec = (fsyncs_before + fsyncs_after) / 2.0;
 
     let store_commits = after.commits - before.commits;
     let report = Report {
         mode: "state",
-        data_dir: scratch.path.clone(),
+        data_dir: path.clone(),
         callers: args.callers,
         payload_bytes: args.payload,
         store_commits,
@@ -405,37 +413,4 @@ fn fsync_rate(dir: &Path, probe: Duration) -> std::io::Result<f64> {
     drop::<File>(file);
     std::fs::remove_file(&path)?;
     Ok(rate)
-}
-
-/// The bench's data directory: the one given, kept; or a new one in the
-/// working directory (on the disk a gateway started here would use),
-/// removed afterwards.
-struct Scratch {
-    path: PathBuf,
-    remove: bool,
-}
-
-impl Scratch {
-    fn new(given: Option<PathBuf>) -> std::io::Result<Self> {
-        if let Some(path) = given {
-            return Ok(Scratch {
-                path,
-                remove: false,
-            });
-        }
-        let path = std::env::current_dir()?.join(format!(
-            "callbackstream-bench-{}",
-            uuid::Uuid::new_v4().simple()
-        ));
-        std::fs::create_dir(&path)?;
-        Ok(Scratch { path, remove: true })
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        if self.remove {
-            let _ = std::fs::remove_dir_all(&self.path);
-        }
-    }
 }

@@ -31,6 +31,10 @@ pub enum JobError {
     #[error("invalid request: {0}")]
     Invalid(String),
 
+    /// P4: the gateway holds as many as it keeps.
+    #[error("too many {what}: this gateway keeps at most {limit}")]
+    TooMany { what: &'static str, limit: usize },
+
     #[error("actor reminder store: {0}")]
     Store(#[from] StoreError),
 
@@ -47,6 +51,7 @@ impl JobError {
             JobError::ReminderExists(_) => Code::AlreadyExists,
             JobError::ReminderNotFound(_) => Code::NotFound,
             JobError::Invalid(_) => Code::InvalidArgument,
+            JobError::TooMany { .. } => Code::ResourceExhausted,
             JobError::Store(StoreError::Closed) | JobError::ShuttingDown => Code::Unavailable,
             JobError::Store(StoreError::Busy) => Code::ResourceExhausted,
             JobError::Store(_) => Code::Internal,

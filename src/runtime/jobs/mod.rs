@@ -35,7 +35,7 @@ pub mod timer;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use actix::prelude::*;
 use actix_rt::ArbiterHandle;
@@ -46,9 +46,10 @@ use super::clock::Clock;
 use super::data;
 use super::schedule::Schedule;
 use super::scheduler::DeadlineQueue;
-use super::table::{ActorKey, ActorTable, IsHosted, TableEvent, Watch};
+use super::table::{ActorKey, ActorTable, IsHosted, REENTRANCY_ID, TableEvent, Watch};
 use crate::clip::Clipped;
 use crate::error::Error;
+use crate::metrics::{self, JobKind};
 use crate::store::{Batch, Store, StoreError};
 use crate::transport::{FireOutcome, ReminderRequest, TimerRequest, Transport};
 pub use error::JobError;
@@ -61,6 +62,27 @@ pub use timer::Timer;
 /// past it has failed (logged for a timer, the failure policy for a
 /// reminder), and the job goes on.
 pub const FIRE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How many timers and how many reminders the gateway keeps at most (P4):
+/// each costs memory (and a reminder a stored record) for as long as it
+/// lives, and actor ids are free for the asking, so without a bound an app
+/// (or a caller) could register them until the process runs out.
+/// Reminders restored at start are all kept, over the bound or not: they
+/// were accepted once; the bound refuses new registrations only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JobLimits {
+    pub max_timers: usize,
+    pub max_reminders: usize,
+}
+
+impl Default for JobLimits {
+    fn default() -> Self {
+        JobLimits {
+            max_timers: 1_000_000,
+            max_reminders: 1_000_000,
+        }
+    }
+}
 
 /// A RegisterActorTimer, its names already checked.
 #[derive(Debug, Clone, Default)]
@@ -100,6 +122,7 @@ impl Jobs {
         transport: Transport,
         store: Arc<dyn Store>,
         clock: Clock,
+        limits: JobLimits,
     ) -> Result<Jobs, StoreError> {
         let stored = reminder::load_all(store.as_ref()).await?;
         let actor = JobsActor {
@@ -114,6 +137,8 @@ impl Jobs {
             hosted: HashSet::new(),
             parked: HashMap::new(),
             next_generation: 0,
+            limits,
+            timer_count: 0,
         };
         let actor = JobsActor::start_in_arbiter(arbiter, move |ctx| {
             let mut actor = actor;
@@ -149,7 +174,7 @@ impl Jobs {
             callback: spec.callback,
             data: data::encode(&spec.data),
         };
-        self.ask(AddTimer { id, timer }).await
+        self.ask(AddTimer { id, timer }).await?
     }
 
     /// UnregisterActorTimer: idempotent, whoever hosts the type.
@@ -246,6 +271,9 @@ pub struct JobsActor {
     /// the generation they fell due in.
     parked: HashMap<String, Vec<(JobId, u64)>>,
     next_generation: u64,
+    limits: JobLimits,
+    /// Timers in `timers`, all actors together (the map is per actor).
+    timer_count: usize,
 }
 
 /// A registered job and its registration's generation.
@@ -309,7 +337,10 @@ impl JobsActor {
     fn remove_timer(&mut self, id: &JobId) {
         let actor = id.actor();
         if let Some(named) = self.timers.get_mut(&actor) {
-            named.remove(id.name());
+            if named.remove(id.name()).is_some() {
+                self.timer_count -= 1;
+                count_jobs(JobKind::Timer, id.actor_type(), -1);
+            }
             if named.is_empty() {
                 self.timers.remove(&actor);
             }
@@ -319,7 +350,10 @@ impl JobsActor {
 
     /// D2, D3: an actor's timers go with it.
     fn remove_actor_timers(&mut self, actor: &ActorKey) {
-        for (name, _) in self.timers.remove(actor).unwrap_or_default() {
+        let named = self.timers.remove(actor).unwrap_or_default();
+        self.timer_count -= named.len();
+        count_jobs(JobKind::Timer, &actor.actor_type, -(named.len() as i64));
+        for (name, _) in named {
             let id = JobId::new(&actor.actor_type, &actor.actor_id, &name);
             self.queue.remove(&Job::Timer(id));
         }
@@ -334,6 +368,7 @@ impl JobsActor {
             return;
         };
         let (request, generation) = (live.job.request(&id), live.generation);
+        record_lateness(JobKind::Timer, live.job.schedule.due(), self.clock.now());
         let job = (Job::Timer(id.clone()), generation);
         self.spawn_fire(job, Fire::Timer(request), ctx, move |this, outcome, ctx| {
             this.timer_fired(id, generation, outcome, ctx)
@@ -351,6 +386,7 @@ impl JobsActor {
         let Some(live) = self.timer(&id).filter(|l| l.generation == generation) else {
             return; // replaced or removed while it fired
         };
+        record_fired(JobKind::Timer, id.actor_type(), &outcome);
         match outcome {
             Ok(FireOutcome::Continue) => {}
             Ok(FireOutcome::Cancel) => return self.remove_timer(&id),
@@ -367,6 +403,24 @@ impl JobsActor {
         }
     }
 
+    /// Every reminder enters the map here, and leaves it through
+    /// [`drop_reminder`](Self::drop_reminder), so the metrics' count of
+    /// reminders follows the map.
+    fn keep_reminder(&mut self, id: JobId, live: Live<Stored>) -> Option<Live<Stored>> {
+        if !self.reminders.contains_key(&id) {
+            count_jobs(JobKind::Reminder, id.actor_type(), 1);
+        }
+        self.reminders.insert(id, live)
+    }
+
+    fn drop_reminder(&mut self, id: &JobId) -> Option<Live<Stored>> {
+        let dropped = self.reminders.remove(id);
+        if dropped.is_some() {
+            count_jobs(JobKind::Reminder, id.actor_type(), -1);
+        }
+        dropped
+    }
+
     /// P3: every stored reminder, queued for its stored due time; one that
     /// fell due while the gateway was down is due now, and fires once (its
     /// type has no host yet, so it is parked until one registers, RM5). The
@@ -376,7 +430,7 @@ impl JobsActor {
         for reminder::Loaded { id, stored, due } in stored {
             let at = self.clock.instant_at(due);
             let live = self.live(stored);
-            self.reminders.insert(id.clone(), live);
+            self.keep_reminder(id.clone(), live);
             self.queue.insert(Job::Reminder(id), at);
         }
         self.rearm(ctx);
@@ -398,11 +452,11 @@ impl JobsActor {
     fn restore(&mut self, id: JobId, replaced: Option<Live<Stored>>, ctx: &mut Context<Self>) {
         match replaced {
             Some(old) => {
-                self.reminders.insert(id.clone(), old);
+                self.keep_reminder(id.clone(), old);
                 self.queue_reminder(id, ctx);
             }
             None => {
-                self.reminders.remove(&id);
+                self.drop_reminder(&id);
             }
         }
     }
@@ -414,7 +468,7 @@ impl JobsActor {
         &mut self,
         id: &JobId,
     ) -> futures::future::BoxFuture<'static, Result<(), StoreError>> {
-        self.reminders.remove(id);
+        self.drop_reminder(id);
         self.queue.remove(&Job::Reminder(id.clone()));
         let mut batch = Batch::new();
         batch.delete(id.key().to_vec());
@@ -432,7 +486,9 @@ impl JobsActor {
             parked.push((id, generation));
             return;
         }
-        let fire = Fire::Reminder(live.job.reminder().request(&id));
+        let reminder = live.job.reminder();
+        record_lateness(JobKind::Reminder, reminder.schedule.due(), self.clock.now());
+        let fire = Fire::Reminder(reminder.request(&id));
         let job = (Job::Reminder(id.clone()), generation);
         self.spawn_fire(job, fire, ctx, move |this, outcome, ctx| {
             this.reminder_fired(id, generation, outcome, ctx)
@@ -454,6 +510,7 @@ impl JobsActor {
         else {
             return; // replaced or removed while it fired
         };
+        record_fired(JobKind::Reminder, id.actor_type(), &outcome);
         let reminder = live.job.reminder();
         match outcome {
             Ok(FireOutcome::Continue) => live.failures = 0,
@@ -525,12 +582,12 @@ impl JobsActor {
             // fire queued behind a deactivation or an invoke.
             let gone = !this.is_current(&job, generation);
             async move {
-                let _turn = turn?;
+                let turn = turn?;
                 if gone {
                     // Never seen: `done` drops reports of jobs not current.
                     return Err(Error::Protocol("the job went while its fire waited".into()));
                 }
-                match fire {
+                match fire.in_chain(turn.chain()) {
                     Fire::Timer(r) => transport.timer(r, Some(deadline)).await,
                     Fire::Reminder(r) => transport.reminder(r, Some(deadline)).await,
                 }
@@ -541,10 +598,48 @@ impl JobsActor {
     }
 }
 
+fn count_jobs(kind: JobKind, actor_type: &str, change: i64) {
+    if let Some(m) = metrics::get() {
+        m.jobs_registered(kind, actor_type, change);
+    }
+}
+
+/// How late a fire leaves the scheduler: retries of a failed reminder count
+/// from the tick they retry (their due time has not moved).
+fn record_lateness(kind: JobKind, due: SystemTime, now: SystemTime) {
+    if let Some(m) = metrics::get() {
+        let late = now.duration_since(due).unwrap_or_default();
+        m.job_sent(kind, late.as_secs_f64());
+    }
+}
+
+fn record_fired(kind: JobKind, actor_type: &str, outcome: &Result<FireOutcome, Error>) {
+    if let Some(m) = metrics::get() {
+        m.job_fired(kind, actor_type, outcome.is_ok());
+    }
+}
+
 /// A fire's message.
 enum Fire {
     Timer(TimerRequest),
     Reminder(ReminderRequest),
+}
+
+impl Fire {
+    /// With reentrancy on, a fire starts a chain like a top-level call (T3):
+    /// its turn's chain id goes in the metadata, so that the callback's own
+    /// calls back into this actor enter instead of waiting for the turn the
+    /// fire holds.
+    fn in_chain(mut self, chain: Option<&str>) -> Fire {
+        if let Some(chain) = chain {
+            let metadata = match &mut self {
+                Fire::Timer(r) => &mut r.metadata,
+                Fire::Reminder(r) => &mut r.metadata,
+            };
+            metadata.insert(REENTRANCY_ID.to_owned(), chain.to_owned());
+        }
+        self
+    }
 }
 
 /// A store write nobody waits for (a reminder's progress): a failure is
@@ -621,21 +716,32 @@ impl Handler<Stop> for JobsActor {
 }
 
 #[derive(Message)]
-#[rtype(result = "()")]
+#[rtype(result = "Result<(), JobError>")]
 struct AddTimer {
     id: JobId,
     timer: Timer,
 }
 
 impl Handler<AddTimer> for JobsActor {
-    type Result = ();
+    type Result = Result<(), JobError>;
 
-    fn handle(&mut self, msg: AddTimer, ctx: &mut Self::Context) {
+    fn handle(&mut self, msg: AddTimer, ctx: &mut Self::Context) -> Self::Result {
+        let replaces = self.timer(&msg.id).is_some();
+        if !replaces && self.timer_count >= self.limits.max_timers {
+            return Err(JobError::TooMany {
+                what: "timers",
+                limit: self.limits.max_timers,
+            });
+        }
         let due = msg.timer.schedule.due();
         let live = self.live(msg.timer);
         let named = self.timers.entry(msg.id.actor()).or_default();
-        named.insert(msg.id.name().to_owned(), live);
+        if named.insert(msg.id.name().to_owned(), live).is_none() {
+            self.timer_count += 1;
+            count_jobs(JobKind::Timer, msg.id.actor_type(), 1);
+        }
         self.enqueue(Job::Timer(msg.id), due, ctx);
+        Ok(())
     }
 }
 
@@ -681,9 +787,17 @@ impl Handler<AddReminder> for JobsActor {
             reminder,
             overwrite,
         } = msg;
-        if !overwrite && self.reminders.contains_key(&id) {
+        let replaces = self.reminders.contains_key(&id);
+        if !overwrite && replaces {
             let exists = JobError::ReminderExists(id.name().to_owned());
             return MessageResult(futures::future::ready(Err(exists)).boxed());
+        }
+        if !replaces && self.reminders.len() >= self.limits.max_reminders {
+            let full = JobError::TooMany {
+                what: "reminders",
+                limit: self.limits.max_reminders,
+            };
+            return MessageResult(futures::future::ready(Err(full)).boxed());
         }
         let stored = Stored::new(&reminder);
         let mut batch = Batch::new();
@@ -691,7 +805,7 @@ impl Handler<AddReminder> for JobsActor {
         let commit = self.store.commit(batch);
         let live = self.live(stored);
         let generation = live.generation;
-        let replaced = self.reminders.insert(id.clone(), live);
+        let replaced = self.keep_reminder(id.clone(), live);
         self.queue.remove(&Job::Reminder(id.clone()));
         self.rearm(ctx);
         let (answer, answered) = tokio::sync::oneshot::channel();

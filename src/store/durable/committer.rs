@@ -22,7 +22,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 
 use log::error;
-use redb::{Database, Durability, TableDefinition};
+use redb::{Database, Durability, StorageError, Table, TableDefinition};
 use tokio::sync::oneshot;
 
 use crate::store::{Batch, StoreError, Write};
@@ -251,7 +251,23 @@ enum Failed {
 }
 
 fn commit_group(db: &Database, group: Vec<Pending>, counters: &Counters) {
-    match apply(db, group.iter().map(|pending| &pending.batch)) {
+    commit_group_with(db, group, counters, &write_one);
+}
+
+/// How one write goes into the table: [`write_one`], or in tests one that
+/// fails on purpose.
+type WriteFn = dyn Fn(&mut Table<&[u8], &[u8]>, &Write) -> Result<(), StorageError>;
+
+fn write_one(table: &mut Table<&[u8], &[u8]>, write: &Write) -> Result<(), StorageError> {
+    match write {
+        Write::Put { key, value } => table.insert(key.as_slice(), value.as_slice()),
+        Write::Delete { key } => table.remove(key.as_slice()),
+    }
+    .map(drop)
+}
+
+fn commit_group_with(db: &Database, group: Vec<Pending>, counters: &Counters, write: &WriteFn) {
+    match apply(db, group.iter().map(|pending| &pending.batch), write) {
         Ok(()) => {
             counters.committed(group.len());
             for pending in group {
@@ -260,7 +276,7 @@ fn commit_group(db: &Database, group: Vec<Pending>, counters: &Counters) {
         }
         Err(Failed::Write(_)) if group.len() > 1 => {
             for pending in group {
-                commit_group(db, vec![pending], counters);
+                commit_group_with(db, vec![pending], counters, write);
             }
         }
         Err(Failed::Write(e) | Failed::Commit(e)) => {
@@ -273,7 +289,11 @@ fn commit_group(db: &Database, group: Vec<Pending>, counters: &Counters) {
 }
 
 /// Writes `batches` in order in one transaction and commits it durably.
-fn apply<'a>(db: &Database, batches: impl Iterator<Item = &'a Batch>) -> Result<(), Failed> {
+fn apply<'a>(
+    db: &Database,
+    batches: impl Iterator<Item = &'a Batch>,
+    write: &WriteFn,
+) -> Result<(), Failed> {
     let write_err = |e: &dyn std::fmt::Display| Failed::Write(backend(e));
     let mut tx = db.begin_write().map_err(|e| write_err(&e))?;
     tx.set_durability(Durability::Immediate)
@@ -281,12 +301,8 @@ fn apply<'a>(db: &Database, batches: impl Iterator<Item = &'a Batch>) -> Result<
     {
         let mut table = tx.open_table(DATA).map_err(|e| write_err(&e))?;
         for batch in batches {
-            for write in batch.writes() {
-                match write {
-                    Write::Put { key, value } => table.insert(key.as_slice(), value.as_slice()),
-                    Write::Delete { key } => table.remove(key.as_slice()),
-                }
-                .map_err(|e| write_err(&e))?;
+            for one in batch.writes() {
+                write(&mut table, one).map_err(|e| write_err(&e))?;
             }
         }
     }
@@ -295,4 +311,60 @@ fn apply<'a>(db: &Database, batches: impl Iterator<Item = &'a Batch>) -> Result<
 
 pub(super) fn backend(e: &dyn std::fmt::Display) -> StoreError {
     StoreError::Backend(e.to_string().into())
+}
+
+#[cfg(test)]
+mod tests {
+    use redb::ReadableDatabase;
+
+    use super::*;
+
+    fn pending(key: &[u8]) -> (Pending, oneshot::Receiver<Result<(), StoreError>>) {
+        let mut batch = Batch::new();
+        batch.put(key.to_vec(), b"first".to_vec());
+        batch.put(key.to_vec(), b"v".to_vec());
+        let (reply, outcome) = oneshot::channel();
+        let bytes = batch_bytes(&batch);
+        (
+            Pending {
+                batch,
+                bytes,
+                reply,
+            },
+            outcome,
+        )
+    }
+
+    /// A batch that cannot be written fails alone: the others of its group
+    /// are committed, and nothing of it is.
+    #[test]
+    fn a_failing_batch_fails_alone_in_its_group() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let db = Database::create(dir.path().join("db")).unwrap();
+        let counters = Counters::default();
+        let (group, outcomes): (Vec<_>, Vec<_>) =
+            [&b"a"[..], b"bad", b"c"].into_iter().map(pending).unzip();
+        // Fails on the second write to "bad": its first one is in the
+        // transaction by then, and must not survive.
+        let failing = |table: &mut Table<&[u8], &[u8]>, write: &Write| match write {
+            Write::Put { key, value } if key == b"bad" && value == b"v" => {
+                Err(StorageError::Corrupted("refused on purpose".into()))
+            }
+            other => write_one(table, other),
+        };
+        commit_group_with(&db, group, &counters, &failing);
+
+        let answers: Vec<bool> = outcomes
+            .into_iter()
+            .map(|mut o| o.try_recv().unwrap().is_ok())
+            .collect();
+        assert_eq!(answers, [true, false, true]);
+        let tx = db.begin_read().unwrap();
+        let table = tx.open_table(DATA).unwrap();
+        let value = |key: &[u8]| table.get(key).unwrap().map(|v| v.value().to_vec());
+        assert_eq!(value(b"a"), Some(b"v".to_vec()));
+        assert_eq!(value(b"bad"), None, "the failed batch left nothing");
+        assert_eq!(value(b"c"), Some(b"v".to_vec()));
+        assert_eq!(counters.snapshot().batches, 2);
+    }
 }
