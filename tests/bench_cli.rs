@@ -158,3 +158,29 @@ fn state_bench_reports_durable_transactions_commits_and_the_disk_fsync_rate() {
         "the given directory is used"
     );
 }
+
+/// `--reminders N`: durable reminders on a gateway process, every fire once,
+/// and every reminder back after the restart, with the memory they take.
+#[test]
+fn reminders_bench_reports_fires_and_the_restart() {
+    let report = bench_json(&[
+        "--reminders",
+        "20",
+        "--reminder-due",
+        "300ms",
+        "--reminder-period",
+        "1s",
+        "--duration",
+        "2500ms",
+        "--callers",
+        "4",
+    ]);
+    assert_eq!(report["mode"], "reminders");
+    assert!(number(&report, "/registered_per_sec") > 0.0);
+    assert!(number(&report, "/expected_fires") >= 20.0);
+    assert_eq!(number(&report, "/missed"), 0.0);
+    assert_eq!(number(&report, "/duplicates"), 0.0);
+    assert_eq!(number(&report, "/restart/restored"), 20.0);
+    assert!(number(&report, "/restart/serving_ms") > 0.0);
+    assert!(number(&report, "/restart/rss_restored_kib") > 0.0);
+}

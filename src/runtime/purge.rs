@@ -25,7 +25,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::clock::Clock;
-use super::state::{ActorState, PURGE_BATCH};
+use super::state::{ActorState, PURGE_BATCH, StateError};
+use crate::store::StoreError;
 
 /// The least time between the starts of two purge rounds.
 pub const PURGE_INTERVAL: Duration = Duration::from_secs(1);
@@ -82,7 +83,8 @@ fn nanos(at: SystemTime) -> u64 {
     u64::try_from(since.as_nanos()).map_or(NEVER - 1, |n| n.min(NEVER - 1))
 }
 
-/// Runs the purge for `state` until `stop` is cancelled.
+/// Runs the purge for `state` until `stop` is cancelled (or the store is
+/// closed: nothing more can be purged).
 pub async fn run(state: ActorState, clock: Clock, stop: CancellationToken) {
     let watch = state.expiry_watch().clone();
     loop {
@@ -92,8 +94,10 @@ pub async fn run(state: ActorState, clock: Clock, stop: CancellationToken) {
             _ = stop.cancelled() => return,
             earliest = round(&state) => earliest,
         };
-        if let Some(at) = earliest {
-            watch.expires_at(at);
+        match earliest {
+            Err(Closed) => return,
+            Ok(Some(at)) => watch.expires_at(at),
+            Ok(None) => {}
         }
         loop {
             let wake = watch
@@ -115,23 +119,29 @@ pub async fn run(state: ActorState, clock: Clock, stop: CancellationToken) {
     }
 }
 
+/// The store was closed under the purge.
+struct Closed;
+
 /// Deletes everything due, a batch at a time; the earliest expiry left in
-/// the store afterwards. A failure is logged and answers an expiry long
-/// past, so the next round comes after the interval.
-async fn round(state: &ActorState) -> Option<SystemTime> {
-    let retry = || Some(UNIX_EPOCH);
+/// the store afterwards. Any other failure is logged and answers an expiry
+/// long past, so the next round comes after the interval.
+async fn round(state: &ActorState) -> Result<Option<SystemTime>, Closed> {
+    let failed = |what: &str, e: StateError| match e {
+        StateError::Store(StoreError::Closed) => Err(Closed),
+        e => {
+            warn!("{what}: {e}");
+            Ok(Some(UNIX_EPOCH))
+        }
+    };
     loop {
         match state.purge_expired(PURGE_BATCH).await {
             Ok(purged) if purged.more => tokio::task::yield_now().await,
             Ok(_) => break,
-            Err(e) => {
-                warn!("purging expired actor state: {e}");
-                return retry();
-            }
+            Err(e) => return failed("purging expired actor state", e),
         }
     }
-    state.earliest_expiry().await.unwrap_or_else(|e| {
-        warn!("reading the next actor state expiry: {e}");
-        retry()
-    })
+    match state.earliest_expiry().await {
+        Ok(earliest) => Ok(earliest),
+        Err(e) => failed("reading the next actor state expiry", e),
+    }
 }

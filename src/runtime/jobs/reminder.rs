@@ -43,7 +43,7 @@ pub const VALUE_VERSION: u8 = 1;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Reminder {
     pub schedule: Schedule,
-    /// The registered bytes, as they came (base64 in the JSON).
+    /// The registered bytes, as they came.
     #[serde(with = "base64_bytes")]
     pub data: Vec<u8>,
     /// `data` is JSON text registered over HTTP, not bytes. Always written:
@@ -106,9 +106,12 @@ impl Stored {
     }
 
     /// Bytes read from the store, checked to decode, and what they hold.
-    fn read(value: Vec<u8>) -> Result<(Self, Reminder), StoreError> {
-        let reminder = Reminder::from_value(&value)?;
-        Ok((Stored(value.into_boxed_slice()), reminder))
+    /// Copied, not kept: the page they came in was allocated on a blocking
+    /// thread, and keeping its values would pin that thread's heap, full of
+    /// the holes its freed keys left, for as long as the reminders live.
+    fn read(value: &[u8]) -> Result<(Self, Reminder), StoreError> {
+        let reminder = Reminder::from_value(value)?;
+        Ok((Stored(value.into()), reminder))
     }
 
     pub fn reminder(&self) -> Reminder {
@@ -144,7 +147,7 @@ pub async fn load_all(store: &dyn Store) -> Result<Vec<Loaded>, StoreError> {
         for (key, value) in page {
             let id = JobId::from_key(&key)
                 .ok_or_else(|| StoreError::Corrupt("malformed reminder key".into()))?;
-            let (stored, reminder) = Stored::read(value)?;
+            let (stored, reminder) = Stored::read(&value)?;
             let due = reminder.schedule.due();
             all.push(Loaded { id, stored, due });
         }
