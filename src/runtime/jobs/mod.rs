@@ -432,6 +432,7 @@ impl JobsActor {
     /// wake-up is armed once, after all are queued.
     fn restore_stored(&mut self, stored: Vec<reminder::Loaded>, ctx: &mut Context<Self>) {
         self.reminders.reserve(stored.len());
+        self.queue.reserve(stored.len());
         for reminder::Loaded { id, stored, due } in stored {
             let at = self.clock.instant_at(due);
             let live = self.live(stored);

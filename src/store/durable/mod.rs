@@ -29,8 +29,10 @@ use committer::{Counters, DATA, Queue, backend};
 /// redb's page cache (read cache and write buffer together). It fills with
 /// every page read or written and counts in the process's RSS, so it is kept
 /// small: a miss is a `pread` that the OS's page cache (not counted in RSS)
-/// usually answers in microseconds.
-const CACHE_BYTES: usize = 8 << 20;
+/// usually answers in microseconds. Measured on 2026-12-02: 2 MiB instead of
+/// 8 takes 100,000 restored reminders from +38.5 to +30.5 MiB of RSS, with
+/// the same durable transaction rate (35.0k against 34.9k tx/s, p99 3.4 ms).
+const CACHE_BYTES: usize = 2 << 20;
 
 /// A [`Store`] in a data directory, held (locked) while it is open.
 pub struct DurableStore {
