@@ -5,6 +5,7 @@
 mod harness;
 mod httpc;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use ::http::Method;
@@ -17,6 +18,7 @@ use callbackstream::proto::{
     SubscribeActorEventsRequestFailedAlpha1, SubscribeActorEventsRequestInvokeResponseAlpha1,
     TransactionalActorStateOperation,
 };
+use callbackstream::store::{Batch, KeyValue, MemoryStore, Store, StoreError, StoreFuture};
 use harness::{Hosting, TestGateway, server_panics, watch_panics};
 use httpc::{Client, json, raw};
 use hyper::body::Bytes;
@@ -359,6 +361,59 @@ async fn h_reminder_create_get_and_delete() {
     assert_eq!(message, "actor reminder not found: r1");
     // Deleting what is not there is not an error.
     assert_eq!(client.delete(&path).await.status, 204);
+}
+
+/// A store whose disk has failed: it reads, but every commit fails.
+struct FailedDisk(MemoryStore);
+
+impl Store for FailedDisk {
+    fn commit(&self, _: Batch) -> StoreFuture<()> {
+        Box::pin(async { Err(StoreError::Backend("disk failed".into())) })
+    }
+
+    fn get(&self, key: Vec<u8>) -> StoreFuture<Option<Vec<u8>>> {
+        self.0.get(key)
+    }
+
+    fn scan(
+        &self,
+        prefix: Vec<u8>,
+        after: Option<Vec<u8>>,
+        limit: usize,
+    ) -> StoreFuture<Vec<KeyValue>> {
+        self.0.scan(prefix, after, limit)
+    }
+}
+
+/// A reminder whose create or delete cannot be stored is 500
+/// ERR_ACTOR_REMINDER_CREATE / ERR_ACTOR_REMINDER_DELETE, the store's cause
+/// after daprd's prefix; nothing is registered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h_reminder_create_and_delete_that_the_store_refuses_are_500() {
+    let settings = GatewaySettings {
+        store: Arc::new(FailedDisk(MemoryStore::new())),
+        ..GatewaySettings::default()
+    };
+    let (gw, client) = gateway(settings).await;
+    let _app = scripted_app(&gw, &["Counter"]).await;
+    let path = format!("{ACTOR}/reminders/r");
+    let created = client.put(&path, json(json!({"dueTime": "1h"}))).await;
+    let message = created.assert_error(500, "ERR_ACTOR_REMINDER_CREATE");
+    assert!(
+        message.starts_with("error creating actor reminder: "),
+        "{message}"
+    );
+    assert!(message.contains("disk failed"), "{message}");
+    client
+        .get(&path)
+        .await
+        .assert_error(404, "ERR_ACTOR_REMINDER_NOT_FOUND");
+    let deleted = client.delete(&path).await;
+    let message = deleted.assert_error(500, "ERR_ACTOR_REMINDER_DELETE");
+    assert!(
+        message.starts_with("error deleting actor reminder: "),
+        "{message}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
