@@ -28,7 +28,7 @@ use callbackstream::service::DaprService;
 use callbackstream::store::{
     Batch, KeyValue, MemoryStore, Store, StoreError, StoreFuture, namespace,
 };
-use common::{App, start_manager};
+use common::{App, pass, settle, start_manager};
 use futures::FutureExt;
 use tokio::sync::Notify;
 use tokio::time::advance;
@@ -114,20 +114,6 @@ fn reminder(name: &str, due: &str, period: &str, ttl: &str) -> RegisterActorRemi
         ttl: ttl.into(),
         ..Default::default()
     }
-}
-
-/// Lets every actor and task run until nothing moves, without moving the
-/// clock.
-async fn settle() {
-    for _ in 0..1000 {
-        tokio::task::yield_now().await;
-    }
-}
-
-/// Moves the paused clock on, and lets what falls due run.
-async fn pass(d: Duration) {
-    advance(d).await;
-    settle().await;
 }
 
 /// Takes one fire of `name` and answers it.

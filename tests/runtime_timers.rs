@@ -31,9 +31,9 @@ use callbackstream::runtime::{JobLimits, Runtime, RuntimeOptions, data};
 use callbackstream::service::DaprService;
 use callbackstream::store::{MemoryStore, Store};
 use callbackstream::{ManagerActor, RegistrationConfig};
-use common::{App, fire_response, request_id, start_manager};
+use common::{App, fire_response, pass, request_id, settle, start_manager};
 use prost::Message;
-use tokio::time::{Instant, advance};
+use tokio::time::Instant;
 use tonic::{Code, Request};
 
 const T: &str = "T";
@@ -123,20 +123,6 @@ fn reminder(name: &str, due: &str, period: &str) -> RegisterActorReminderRequest
         period: period.into(),
         ..Default::default()
     }
-}
-
-/// Lets every actor and task run until nothing moves, without moving the
-/// clock.
-async fn settle() {
-    for _ in 0..1000 {
-        tokio::task::yield_now().await;
-    }
-}
-
-/// Moves the paused clock on, and lets what falls due run.
-async fn pass(d: Duration) {
-    advance(d).await;
-    settle().await;
 }
 
 /// The next request, which must be a timer fire.

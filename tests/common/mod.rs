@@ -33,6 +33,20 @@ pub const BOUND: Duration = Duration::from_secs(5);
 /// The metadata key under which the echo policy names the connection that answered.
 pub const SERVED_BY: &str = "served-by";
 
+/// Lets every actor and task run until nothing moves, without moving the
+/// clock.
+pub async fn settle() {
+    for _ in 0..1000 {
+        tokio::task::yield_now().await;
+    }
+}
+
+/// Moves the paused clock on, and lets what falls due run.
+pub async fn pass(d: Duration) {
+    tokio::time::advance(d).await;
+    settle().await;
+}
+
 /// Awaits `fut`, failing the test if it takes longer than [`BOUND`].
 pub async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
     match tokio::time::timeout(BOUND, fut).await {
