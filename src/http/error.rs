@@ -265,4 +265,21 @@ mod tests {
             "error invoke actor method: error from actor service: boom"
         );
     }
+
+    /// A runtime whose actors are gone (shutting down) is 503
+    /// ERR_ACTOR_RUNTIME_CLOSED on every route, whether the call or a job
+    /// found it closed: the caller should retry elsewhere or later.
+    #[test]
+    fn a_closed_runtime_is_503_runtime_closed() {
+        let call = HttpError::from_api(ApiError::Call(Error::ShuttingDown), Op::Invoke);
+        let job = HttpError::from_api(
+            ApiError::Job(crate::runtime::jobs::JobError::ShuttingDown),
+            Op::ReminderCreate,
+        );
+        for e in [call, job] {
+            assert_eq!(e.status, StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(e.code, "ERR_ACTOR_RUNTIME_CLOSED");
+            assert_eq!(e.message, "actor runtime is closed");
+        }
+    }
 }
