@@ -13,7 +13,7 @@ use callbackstream::proto::{
     ExecuteActorStateTransactionRequest, InvokeActorRequest, RegisterActorReminderRequest,
     RegisterActorTimerRequest, TransactionalActorStateOperation,
 };
-use harness::{TestGateway, eventually};
+use harness::{TestGateway, eventually, invoke_reply, next_invoke, spawn_invoke};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -148,6 +148,27 @@ async fn a_scrape_follows_streams_calls_actors_timers_and_state() {
     );
     let committed = "callbackstream_actor_state_transactions_duration_seconds_count";
     assert_eq!(value(&s, committed), 1.0);
+
+    // A call waiting for its actor's turn counts until it gets the turn.
+    let (held, mut calls) = gateway.holding_app(&["Held"]).await;
+    let first = spawn_invoke(&client, harness::invoke("Held", "1", "m", b"1"));
+    let first_request = next_invoke(&mut calls).await;
+    let second = spawn_invoke(&client, harness::invoke("Held", "1", "m", b"2"));
+    let waiting = "dapr_runtime_actor_pending_actor_calls{actor_type=\"Held\"}";
+    eventually("the second call to wait for the turn", || async {
+        scrape(addr).await.contains(&format!("{waiting} 1"))
+    })
+    .await;
+    let replies = held.sender();
+    let answer = |id: &str| replies.send(invoke_reply(id, b"ok", false));
+    answer(&first_request.id).await.unwrap();
+    let second_request = next_invoke(&mut calls).await;
+    assert_eq!(value(&scrape(addr).await, waiting), 0.0);
+    answer(&second_request.id).await.unwrap();
+    first.await.unwrap().unwrap();
+    second.await.unwrap().unwrap();
+    drop(replies); // the app's stream ends once every sender is gone
+    held.close().await.unwrap();
 
     app.close().await.unwrap();
     eventually("the app's actors to leave", || async {
