@@ -20,19 +20,17 @@ Exit codes as app.py: 3 the host stopped serving for good, 4 start-up failed.
 
 import asyncio
 import base64
-import logging
 import os
-import sys
 import time
 from datetime import timedelta
 from typing import Dict, Optional
 
 from dapr.actor import Actor, ActorInterface, Remindable, actormethod
 from dapr.actor.runtime.config import ActorRuntimeConfig
-from dapr.actor.runtime.grpc_host import ActorGrpcHost
 from dapr.actor.runtime.runtime import ActorRuntime
 
-START_TIMEOUT_SECONDS = float(os.environ.get('INTEROP_APP_START_TIMEOUT', '20'))
+import hosting
+
 # Short enough that deactivation is observable within the interop run's budget, long
 # enough that a check's own burst of calls never straddles it. The SDK sends it as
 # initial_request.actor_idle_timeout (a google.protobuf.Duration).
@@ -48,8 +46,6 @@ DUE = timedelta(milliseconds=500)
 PERIOD = timedelta(seconds=1)
 # Fires recorded per actor are capped so a timer that is never stopped cannot grow state forever.
 MAX_RECORDED_FIRES = 50
-
-log = logging.getLogger('interop.runtime_app')
 
 # Slow calls currently inside an actor, by actor id. Module level rather than on
 # the instance: if the gateway ever ran two turns at once it might also have
@@ -164,32 +160,8 @@ async def main() -> int:
     # The SDK's only knob for the idle timeout on ActorGrpcHost is the process-global
     # ActorRuntime config; build_initial_request copies it into the registration.
     ActorRuntime.set_actor_config(ActorRuntimeConfig(actor_idle_timeout=IDLE_TIMEOUT))
-    host = ActorGrpcHost(app_port=0)
-    await host.register_actor(CounterActor)
-    try:
-        await asyncio.wait_for(host.start(), START_TIMEOUT_SECONDS)
-    except Exception as error:  # noqa: BLE001 - any start-up failure is fatal here
-        log.error('actor host failed to start: %r', error)
-        await host.close()
-        return 4
-    print(f'APP READY pid={os.getpid()}', flush=True)
-
-    run_task = host._run_task  # the SDK exposes no public handle for this
-    try:
-        if run_task is not None:
-            await asyncio.shield(run_task)
-    except Exception as error:  # noqa: BLE001
-        log.error('actor host serving task failed: %r', error)
-    finally:
-        await host.close()
-    log.error('actor host stopped serving callbacks for good')
-    return 3
+    return await hosting.serve(CounterActor)
 
 
 if __name__ == '__main__':
-    logging.basicConfig(
-        level=os.environ.get('INTEROP_LOG_LEVEL', 'INFO'),
-        format='%(asctime)s runtime_app[%(process)d] %(levelname)s %(name)s: %(message)s',
-        stream=sys.stderr,
-    )
-    sys.exit(asyncio.run(main()))
+    hosting.run('runtime_app', main)
