@@ -91,6 +91,18 @@ async fn wait_until_listening(addr: SocketAddr) {
     }
 }
 
+/// An echo app hosting `Echo`, registered with the gateway at `addr`.
+async fn echo_app(addr: SocketAddr) -> AppHost {
+    let channel = Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    AppHost::connect(channel, AppHostOptions::echo(["Echo"]))
+        .await
+        .unwrap()
+}
+
 fn invoke_cli(addr: SocketAddr, args: &[&str]) -> std::process::Output {
     Command::new(BIN)
         .arg("invoke")
@@ -112,14 +124,7 @@ async fn serve_invoke_and_sigterm_with_open_stream_exits_zero() {
         &[],
     );
     wait_until_listening(addr).await;
-    let channel = Endpoint::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let app = AppHost::connect(channel, AppHostOptions::echo(["Echo"]))
-        .await
-        .unwrap();
+    let app = echo_app(addr).await;
 
     let ok = invoke_cli(addr, &["Echo", "7", "say", "--data", "{\"hi\":1}"]);
     assert!(ok.status.success(), "{ok:?}");
@@ -364,14 +369,7 @@ async fn serve_exports_metrics_and_refuses_a_taken_metrics_port() {
     ];
     let _server = Server::spawn(&args, &[]);
     wait_until_listening(addr).await;
-    let channel = Endpoint::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let _app = AppHost::connect(channel, AppHostOptions::echo(["Echo"]))
-        .await
-        .unwrap();
+    let _app = echo_app(addr).await;
     let scrape = scrape_metrics(metrics).await;
     assert!(
         scrape.contains("\ncallbackstream_app_streams 1\n"),
