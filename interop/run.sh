@@ -172,59 +172,48 @@ wait_for_app() { # wait_for_app LOGNAME
   return 1
 }
 
-# Runs caller.py checks and folds its PASS/FAIL lines into our counts.
-run_caller() { # run_caller ARGS...
-  local out rc=0 line
-  out="$(timeout 120 "$PY" "$INTEROP/caller.py" --addr "$ADDR" --app-id "$APP_ID" "$@" \
-    2>>"$LOG_DIR/caller.log")" || rc=$?
+# Folds a checker's PASS/FAIL lines into our counts, shows its other lines as
+# notes, and fails NAME if it exited non-zero without reporting a check.
+tally() { # tally NAME RC OUTPUT
+  local line
   while IFS= read -r line; do
     case "$line" in
       "PASS "*) passed=$((passed + 1)); echo "$line" ;;
       "FAIL "*) failed=$((failed + 1)); echo "$line" ;;
+      ?*) echo "  $line" ;;
     esac
-  done <<<"$out"
-  if ((rc != 0)) && ! grep -q '^FAIL ' <<<"$out"; then
-    record fail "caller $*" "exited with status $rc without reporting a check"
+  done <<<"$3"
+  if (($2 != 0)) && ! grep -q '^FAIL ' <<<"$3"; then
+    record fail "$1" "exited with status $2 without reporting a check (see its log in $LOG_DIR)"
   fi
+}
+
+# Runs caller.py checks, tallied.
+run_caller() { # run_caller ARGS...
+  local out rc=0
+  out="$(timeout 120 "$PY" "$INTEROP/caller.py" --addr "$ADDR" --app-id "$APP_ID" "$@" \
+    2>>"$LOG_DIR/caller.log")" || rc=$?
+  tally "caller $*" "$rc" "$out"
 }
 
 # Runs proxy_caller.py checks: the SDK's ActorProxy over HTTP, found as `dapr run` would
 # set it up (DAPR_HTTP_PORT); counted like caller.py's.
 run_proxy_caller() { # run_proxy_caller CHECK...
-  local out rc=0 line
+  local out rc=0
   out="$(env -u DAPR_HTTP_ENDPOINT -u DAPR_API_TOKEN DAPR_RUNTIME_HOST=127.0.0.1 DAPR_HTTP_PORT="$HTTP_PORT" \
     DAPR_HEALTH_TIMEOUT=20 timeout 120 "$PY" "$INTEROP/proxy_caller.py" "$@" 2>>"$LOG_DIR/proxy_caller.log")" || rc=$?
-  while IFS= read -r line; do
-    case "$line" in
-      "PASS "*) passed=$((passed + 1)); echo "$line" ;;
-      "FAIL "*) failed=$((failed + 1)); echo "$line" ;;
-    esac
-  done <<<"$out"
-  if ((rc != 0)) && ! grep -q '^FAIL ' <<<"$out"; then
-    record fail "proxy-caller $*" "exited with status $rc without reporting a check (see proxy_caller.log)"
-  fi
+  tally "proxy-caller $*" "$rc" "$out"
 }
 
 # Runs runtime_caller.py checks (against runtime_app.py); counted like caller.py's, notes shown.
 run_runtime_caller() { # run_runtime_caller APP_LOGNAME CHECK...
-  local out rc=0 line app_log="$LOG_DIR/$1.log"
+  local out rc=0 app_log="$LOG_DIR/$1.log"
   shift
   out="$(timeout 90 "$PY" "$INTEROP/runtime_caller.py" --addr "$ADDR" --app-log "$app_log" \
     --idle-timeout "$RUNTIME_IDLE_TIMEOUT" --scan-interval 1 "$@" 2>>"$LOG_DIR/runtime_caller.log")" || rc=$?
-  while IFS= read -r line; do
-    case "$line" in
-      "PASS "*) passed=$((passed + 1)); echo "$line" ;;
-      "FAIL "*) failed=$((failed + 1)); echo "$line" ;;
-      ?*) echo "$line" ;;
-    esac
-  done <<<"$out"
-  if ((rc != 0)) && ! grep -q '^FAIL ' <<<"$out"; then
-    record fail "runtime-caller $*" "exited with status $rc without reporting a check (see runtime_caller.log)"
-  fi
+  tally "runtime-caller $*" "$rc" "$out"
 }
 
-# Our descriptors, fetched from the gateway over reflection, against the SDK's (wire_check.py).
-# Its PASS/FAIL lines count like caller.py's; its notes are shown as they are.
 scrape() { # scrape FILE: the gateway's metrics, as a scraper without OpenMetrics sees them
   "$PY" -c 'import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())' \
     "$METRICS_URL" >"$1" 2>>"$LOG_DIR/scrape.log"
@@ -252,19 +241,11 @@ check_scrapes() { # check_scrapes NAME SERIES_REGEX FILE...: promtool passes on 
   else record pass "$name"; fi
 }
 
+# Our descriptors, fetched from the gateway over reflection, against the SDK's (wire_check.py).
 run_wire_check() {
-  local out rc=0 line
+  local out rc=0
   out="$(timeout 60 "$PY" "$INTEROP/wire_check.py" --addr "$ADDR" 2>>"$LOG_DIR/wire_check.log")" || rc=$?
-  while IFS= read -r line; do
-    case "$line" in
-      "PASS "*) passed=$((passed + 1)); echo "$line" ;;
-      "FAIL "*) failed=$((failed + 1)); echo "$line" ;;
-      ?*) echo "  $line" ;;
-    esac
-  done <<<"$out"
-  if ((rc != 0)) && ! grep -q '^FAIL ' <<<"$out"; then
-    record fail wire-check "exited with status $rc without reporting a check (see wire_check.log)"
-  fi
+  tally wire-check "$rc" "$out"
 }
 
 echo "gateway: $BIN serve --listen $ADDR --app-id $APP_ID (logs in $LOG_DIR)"
